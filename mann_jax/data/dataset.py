@@ -41,6 +41,7 @@ from mann_jax.data import layout
 from mann_jax.data.contacts import detect_contacts, estimate_support_height
 from mann_jax.data.errors import MotionDataError
 from mann_jax.data.features import MIN_CLIP_FRAMES, clip_features
+from mann_jax.data.normalisation import Normalisation
 from mann_jax.data.skeleton import Motion, forward_kinematics, mirror_pose
 from mann_jax.data.styles import StyleRules, apply_label_file, label_frames, majority_smooth, soft_styles
 from mann_jax.data.trajectory import compute_root
@@ -50,43 +51,6 @@ log = logging.getLogger(__name__)
 # Bump when the feature computation changes, so old caches are never served.
 FEATURE_VERSION = 1
 SPLITS = ("train", "val", "test")
-
-
-@dataclasses.dataclass(frozen=True)
-class Normalisation:
-    """Per-column statistics; ``x_norm = (x − x_mean) / x_std``."""
-
-    x_mean: np.ndarray
-    x_std: np.ndarray
-    y_mean: np.ndarray
-    y_std: np.ndarray
-
-    @classmethod
-    def fit(cls, inputs: np.ndarray, outputs: np.ndarray, *, min_std: float = 1e-5) -> Normalisation:
-        """Mean and population std of the rows; std below ``min_std`` (a constant column) → 1.
-
-        ``min_std`` is 1e-5 rather than exactly 0 because a column that is constant by construction
-        (e.g. the current sample's own position) can carry float round-off of 1e-17.
-        """
-
-        def stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            a64 = a.astype(np.float64)
-            mean, std = a64.mean(axis=0), a64.std(axis=0)
-            std[std < min_std] = 1.0
-            return mean.astype(np.float32), std.astype(np.float32)
-
-        x_mean, x_std = stats(inputs)
-        y_mean, y_std = stats(outputs)
-        return cls(x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std)
-
-    def normalise_inputs(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.x_mean) / self.x_std
-
-    def normalise_outputs(self, y: np.ndarray) -> np.ndarray:
-        return (y - self.y_mean) / self.y_std
-
-    def denormalise_outputs(self, y: np.ndarray) -> np.ndarray:
-        return y * self.y_std + self.y_mean
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,96 @@
+"""Orbax checkpoints of a training run: the whole train state plus a JSON record of where it was.
+
+A checkpoint holds two items:
+
+* ``state`` — the train state pytree (parameters, optimizer state with any pruning masks, step
+  and RNG key), saved with Orbax's ``StandardSave``;
+* ``meta`` — JSON: the data position (epoch, batch in epoch), the config the run was started
+  with and the dataset's cache key, so a resumed run can refuse a changed setup.
+
+Saves are synchronous: the models are small, and a synchronous save keeps "the checkpoint on disk
+is the state at that step" true even when the process is killed right after. Orbax writes each
+step into a temporary directory and renames it when complete, so a kill mid-save leaves the
+previous checkpoints intact; the latest *complete* step is restored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be restored (corrupt, or from a different setup); names the directory."""
+
+
+class Checkpoints:
+    """Save every ``save_every`` steps (and on request), keep the last ``keep``.
+
+    Args:
+      directory: where the step folders live (created).
+      save_every: steps between periodic saves.
+      keep: number of checkpoints kept.
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int):
+        if save_every < 1 or keep < 1:
+            raise ValueError(f"save_every ({save_every}) and keep ({keep}) must be >= 1")
+        self.directory = Path(directory).absolute()
+        self.save_every = int(save_every)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=int(keep), create=True, enable_async_checkpointing=False)
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def should_save(self, step: int) -> bool:
+        return step % self.save_every == 0
+
+    def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+        """Save ``state`` and ``meta`` as ``step`` (replaces nothing already saved at that step)."""
+        if step in self._manager.all_steps():
+            return
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+
+    def read_meta(self, step: int | None = None) -> dict[str, Any]:
+        """Only the JSON record of ``step`` (default latest): check it before restoring the state."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"{self.directory}: no checkpoint to read")
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        except Exception as e:  # a damaged step folder
+            raise CheckpointError(
+                f"{self.directory / str(step)}: cannot read checkpoint metadata ({type(e).__name__}: {e})") from e
+        return dict(restored["meta"])
+
+    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """The state (with the structure and dtypes of ``abstract_state``) and meta of ``step`` (default latest)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"{self.directory}: no checkpoint to restore")
+        try:
+            restored = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()),
+            )
+        except Exception as e:  # orbax raises many types for a damaged or mismatched checkpoint
+            raise CheckpointError(
+                f"{self.directory / str(step)}: cannot restore checkpoint ({type(e).__name__}: {e})") from e
+        return restored["state"], dict(restored["meta"])
+
+    def close(self) -> None:
+        self._manager.close()
