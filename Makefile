@@ -1,8 +1,7 @@
 # Every target depends on `setup`, so each works on a fresh machine by itself.
 PY := .venv/bin/python
-WORKDIR ?= workdirs
 
-.PHONY: setup test prepare-data train bench-data clean
+.PHONY: setup test demo prepare-data bench-data clean
 
 setup: .venv/.installed
 
@@ -23,3 +22,7 @@ bench-data: setup
 
 clean:
 	rm -rf .venv .pytest_cache
+
+demo: setup
+	$(PY) -m experiments.prepare_data --config configs/default.py:runlocal
+	$(PY) -m experiments.train --config configs/default.py:runlocal --workdir runs/demo

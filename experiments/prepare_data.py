@@ -13,6 +13,7 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from mann_jax.cli import clear_errors
 from mann_jax.data.dataset import build_dataset
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.", lock_config=True)
@@ -46,4 +47,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(clear_errors(main))

@@ -1,0 +1,153 @@
+"""Benchmark one dense MANN training step (8 experts x 512, batch 32) on this machine.
+
+  python -m experiments.bench_train [--steps 50] [--batch_size 32]
+
+Measured in the same run: the jitted JAX step (AdamWR, dropout, both formulations), the machine's
+float32 matmul peak and the step-time floor it implies, and, if torch is installed, the same step
+written in plain PyTorch eager mode. Prints a table and, as the last line, JSON with every figure.
+Targets: JAX >= 2x the PyTorch eager step; JAX step within 3x of the matmul floor.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from configs import default
+from mann_jax.data import layout
+from mann_jax.train import ModelFunctions, build_model, init_state, make_optimizer, make_train_step
+
+_STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per measurement.")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Batch size.")
+_ROWS = 4096  # rows of random normalised data to draw batches from
+
+
+def _time(fn, steps: int) -> float:
+    """Median seconds per call of ``fn`` over ``steps`` calls (after one warm-up)."""
+    fn()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def matmul_peak_gflops(n: int = 2048, steps: int = 10) -> float:
+    """float32 GFLOP/s of a large jitted matmul: this machine's practical peak."""
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    seconds = _time(lambda: f(a).block_until_ready(), steps)
+    return 2 * n**3 / seconds / 1e9
+
+
+def step_flops(config, batch: int) -> float:
+    """Matmul FLOPs of one training step: forward + backward (2x forward) of the expert layers."""
+    sizes = [layout.INPUT_DIM, *config.model.hidden_sizes, layout.OUTPUT_DIM]
+    weights = config.model.n_experts * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 3 * 2 * weights * batch
+
+
+def jax_step_seconds(config, formulation: str, batch: int, steps: int) -> float:
+    config.model.formulation = formulation
+    fns = ModelFunctions.of(build_model(config.model, seed=0))
+    tx = make_optimizer(config.train, n_batches=_ROWS // batch)
+    state = init_state(fns, tx, seed=0)
+    step = jax.jit(make_train_step(fns, tx), donate_argnums=0)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(_ROWS, layout.INPUT_DIM)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(_ROWS, layout.OUTPUT_DIM)), jnp.float32)
+    rows = [jnp.asarray(rng.integers(0, _ROWS, batch), jnp.int32) for _ in range(8)]
+    holder = {"state": state, "i": 0}
+
+    def one():
+        holder["state"], m = step(holder["state"], x, y, rows[holder["i"] % 8])
+        holder["i"] += 1
+        m["loss"].block_until_ready()
+
+    return _time(one, steps)
+
+
+def torch_step_seconds(config, batch: int, steps: int) -> float | None:
+    """The same MANN step in plain PyTorch eager mode (mixing formulation, Adam), or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    k = config.model.n_experts
+    sizes = [layout.INPUT_DIM, *config.model.hidden_sizes, layout.OUTPUT_DIM]
+    gsizes = [len(layout.GATING_INDICES), config.model.gating_hidden, config.model.gating_hidden, k]
+    alphas = [torch.nn.Parameter(torch.randn(k, i, o) * 0.01) for i, o in zip(sizes[:-1], sizes[1:])]
+    betas = [torch.nn.Parameter(torch.zeros(k, o)) for o in sizes[1:]]
+    gating = [torch.nn.Linear(i, o) for i, o in zip(gsizes[:-1], gsizes[1:])]
+    params = alphas + betas + [p for g in gating for p in g.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-4)
+    drop = torch.nn.Dropout(1 - config.model.keep_prob)
+    gidx = torch.tensor(layout.GATING_INDICES)
+    x = torch.randn(_ROWS, layout.INPUT_DIM)
+    y = torch.randn(_ROWS, layout.OUTPUT_DIM)
+
+    def one():
+        idx = torch.randint(0, _ROWS, (batch,))
+        xb, yb = x[idx], y[idx]
+        g = xb[:, gidx]
+        for i, lin in enumerate(gating):
+            g = lin(drop(g))
+            if i < len(gating) - 1:
+                g = torch.nn.functional.elu(g)
+        omega = torch.softmax(g, dim=-1)
+        h = xb
+        for i, (a, b) in enumerate(zip(alphas, betas)):
+            h = torch.einsum("bk,bko->bo", omega, torch.einsum("bi,kio->bko", drop(h), a) + b)
+            if i < len(alphas) - 1:
+                h = torch.nn.functional.elu(h)
+        loss = torch.mean((h - yb) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return _time(one, steps)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    config = default.get_config()
+    batch, steps = _BATCH.value, _STEPS.value
+    peak = matmul_peak_gflops()
+    flops = step_flops(config, batch)
+    floor = flops / (peak * 1e9)
+    mix = jax_step_seconds(config, "mix", batch, steps)
+    blend = jax_step_seconds(config, "blend", batch, max(5, steps // 5))
+    auto = min(mix, blend) if batch > 1 else blend
+    torch_s = torch_step_seconds(config, batch, steps)
+    result = {
+        "device": jax.devices()[0].device_kind,
+        "batch_size": batch,
+        "matmul_peak_gflops": round(peak, 1),
+        "step_gflop": round(flops / 1e9, 3),
+        "floor_ms": round(floor * 1e3, 2),
+        "jax_mix_ms": round(mix * 1e3, 2),
+        "jax_blend_ms": round(blend * 1e3, 2),
+        "jax_samples_per_s": round(batch / mix, 1),
+        "jax_over_floor": round(mix / floor, 2),
+        "torch_eager_ms": None if torch_s is None else round(torch_s * 1e3, 2),
+        "jax_speedup_over_torch": None if torch_s is None else round(torch_s / mix, 2),
+    }
+    print(f"matmul peak          {peak:8.1f} GFLOP/s   -> step floor {floor * 1e3:7.2f} ms ({flops / 1e9:.3f} GFLOP)")
+    print(f"JAX step (mix)       {mix * 1e3:8.2f} ms   {batch / mix:8.0f} samples/s   {mix / floor:5.2f} x floor")
+    print(f"JAX step (blend)     {blend * 1e3:8.2f} ms   (the original formulation)")
+    if torch_s is None:
+        print("PyTorch eager        (torch not installed: skipped)")
+    else:
+        print(f"PyTorch eager step   {torch_s * 1e3:8.2f} ms   -> JAX is {torch_s / mix:.2f} x faster")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,347 @@
+"""Training a MANN: one pure, jitted train step for ONE model, and the loop around it.
+
+The step (:func:`make_train_step`) is a pure function ``(state, x_all, y_all, batch_rows) ->
+(state, metrics)`` over a :class:`TrainState` pytree (parameters as a plain nested dict, optimizer
+state, step, RNG key). It closes over nothing that changes, so the sparsity sweep maps exactly this
+function over a leading "level" axis (``jax.vmap`` with ``in_axes=(0, None, None, None)``) instead
+of keeping a second implementation.
+
+Data order is a function of the step alone: epoch ``e = step // n_batches`` uses the permutation of
+:func:`batch_order` (shuffled once before epoch 0 and reused, as the original, or reshuffled per
+epoch), and dropout draws from ``fold_in(key, step)``. A run resumed from a checkpoint therefore
+continues with exactly the batches and dropout masks the uninterrupted run would have used.
+
+The loop (:func:`train`) adds Orbax checkpoints (resume from ``workdir``), TensorBoard events
+(losses, learning rate and weight decay, gating entropy and mean coefficients, weight histograms,
+hparams), a progress bar with loss and samples/s, and a final summary line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from mann_jax import optim
+from mann_jax.checkpoint import CheckpointError, Checkpoints
+from mann_jax.data import layout
+from mann_jax.data.dataset import Dataset, build_dataset, cache_key
+from mann_jax.metric_writer import MetricWriter, flatten_config
+from mann_jax.model import MANN, apply
+
+Params = dict[str, Any]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, no data); earlier checkpoints are left untouched."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step changes, as one pytree (checkpointed whole)."""
+
+    step: jax.Array
+    params: Params
+    opt_state: Any
+    key: jax.Array
+
+
+def build_model(model_config: Any, *, seed: int) -> MANN:
+    """A MANN from the ``model`` config section (weights drawn from ``seed``, as the original's 23456)."""
+    gating = tuple(model_config.gating_indices) if model_config.gating_indices else layout.GATING_INDICES
+    return MANN(
+        input_size=layout.INPUT_DIM,
+        output_size=layout.OUTPUT_DIM,
+        hidden_sizes=tuple(model_config.hidden_sizes),
+        n_experts=int(model_config.n_experts),
+        gating_indices=gating,
+        gating_hidden=int(model_config.gating_hidden),
+        keep_prob=float(model_config.keep_prob),
+        formulation=model_config.formulation,
+        rngs=nnx.Rngs(seed),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFunctions:
+    """A model split into its static parts and initial parameters (a plain nested dict)."""
+
+    train_graph: Any
+    eval_graph: Any
+    rest: Any
+    params: Params
+
+    @classmethod
+    def of(cls, model: MANN) -> ModelFunctions:
+        model.train()
+        train_graph, params, rest = nnx.split(model, nnx.Param, ...)
+        model.eval()
+        eval_graph, _, _ = nnx.split(model, nnx.Param, ...)
+        model.train()
+        return cls(train_graph=train_graph, eval_graph=eval_graph, rest=rest, params=nnx.to_pure_dict(params))
+
+    def predict(self, params: Params, x: jax.Array, *, key: jax.Array | None = None, **kwargs: Any) -> Any:
+        """Forward pass: training mode (dropout) when ``key`` is given, evaluation mode otherwise."""
+        graph = self.eval_graph if key is None else self.train_graph
+        return apply(graph, (nnx.State(params), self.rest), x, key, **kwargs)
+
+
+def make_optimizer(train_config: Any, *, n_batches: int) -> optax.GradientTransformation:
+    """AdamWR from the ``train`` config section."""
+    return optim.adamwr(
+        learning_rate=float(train_config.learning_rate),
+        weight_decay=float(train_config.weight_decay),
+        n_batches=n_batches,
+        te=int(train_config.te),
+        tmult=int(train_config.tmult),
+        decay_mode=train_config.decay_mode,
+    )
+
+
+def init_state(fns: ModelFunctions, tx: optax.GradientTransformation, *, seed: int) -> TrainState:
+    return TrainState(
+        step=jnp.zeros([], jnp.int32),
+        params=fns.params,
+        opt_state=tx.init(fns.params),
+        key=jax.random.key_data(jax.random.key(seed)),
+    )
+
+
+def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Mean squared error on normalised outputs (the original loss)."""
+    return jnp.mean(jnp.square(pred - target))
+
+
+def make_train_step(
+    fns: ModelFunctions, tx: optax.GradientTransformation
+) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
+    """The pure single-model train step (see the module docstring)."""
+
+    def train_step(state: TrainState, x_all: jax.Array, y_all: jax.Array, rows: jax.Array):
+        x, y = x_all[rows], y_all[rows]
+        dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+
+        def loss_fn(params: Params) -> jax.Array:
+            return mse(fns.predict(params, x, key=dropout_key), y)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return new_state, {"loss": loss}
+
+    return train_step
+
+
+def batch_order(num_rows: int, batch_size: int, *, epoch: int, seed: int, shuffle: str) -> np.ndarray:
+    """``(n_batches, batch_size)`` row indices of one epoch; the remainder is dropped (as the original).
+
+    ``shuffle="once"``: one permutation drawn before epoch 0 and reused every epoch (the original);
+    ``"per_epoch"``: a new permutation each epoch; ``"none"``: file order.
+    """
+    n_batches = num_rows // batch_size
+    if shuffle == "once":
+        order = np.random.default_rng(seed).permutation(num_rows)
+    elif shuffle == "per_epoch":
+        order = np.random.default_rng([seed, epoch]).permutation(num_rows)
+    elif shuffle == "none":
+        order = np.arange(num_rows)
+    else:
+        raise ValueError(f"train.shuffle must be 'once', 'per_epoch' or 'none', got {shuffle!r}")
+    return order[: n_batches * batch_size].reshape(n_batches, batch_size).astype(np.int32)
+
+
+def make_eval_loss(fns: ModelFunctions, *, chunk: int) -> Callable[[Params, np.ndarray, np.ndarray], float]:
+    """Mean squared error over a whole split, in fixed-size chunks (one compilation)."""
+
+    @jax.jit
+    def chunk_sse(params: Params, x: jax.Array, y: jax.Array, weight: jax.Array) -> jax.Array:
+        err = jnp.sum(jnp.square(fns.predict(params, x) - y), axis=-1)
+        return jnp.sum(err * weight)
+
+    def eval_loss(params: Params, x: np.ndarray, y: np.ndarray) -> float:
+        total = 0.0
+        for start in range(0, len(x), chunk):
+            xc, yc = x[start:start + chunk], y[start:start + chunk]
+            pad = chunk - len(xc)
+            weight = np.concatenate([np.ones(len(xc), np.float32), np.zeros(pad, np.float32)])
+            if pad:
+                xc = np.concatenate([xc, np.zeros((pad, xc.shape[1]), xc.dtype)])
+                yc = np.concatenate([yc, np.zeros((pad, yc.shape[1]), yc.dtype)])
+            total += float(chunk_sse(params, xc, yc, weight))
+        return total / (len(x) * y.shape[1])
+
+    return eval_loss
+
+
+def gating_statistics(fns: ModelFunctions, params: Params, x: np.ndarray) -> dict[str, float]:
+    """Mean gating entropy (nats) and mean coefficient per expert over rows ``x`` (eval mode)."""
+    _, omega = fns.predict(params, jnp.asarray(x), return_gating=True)
+    omega = np.asarray(omega, np.float64)
+    entropy = -np.sum(omega * np.log(np.maximum(omega, 1e-12)), axis=-1)
+    stats = {"gating/entropy": float(entropy.mean())}
+    stats.update({f"gating/mean_coefficient/expert_{k}": float(v) for k, v in enumerate(omega.mean(axis=0))})
+    return stats
+
+
+def weight_histograms(params: Params) -> dict[str, np.ndarray]:
+    """One histogram per parameter array, named by its path (``weights/layer0/alpha``)."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    return {"weights/" + "/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v) for path, v in flat}
+
+
+# Settings that may change between a run and its resumption.
+_RESUMABLE_CHANGES = {"train.epochs", "train.log_every_steps", "train.checkpoint_every_steps",
+                      "train.keep_checkpoints", "train.histograms_every_epochs", "data.cache_dir",
+                      "data.on_bad_clip"}
+
+
+def _check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
+    current = json.loads(json.dumps(current, default=str))  # as saved: tuples become lists
+    a, b = flatten_config(saved), flatten_config(current)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in _RESUMABLE_CHANGES)
+    if changed:
+        detail = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed[:8])
+        raise CheckpointError(f"{where}: the run there was started with a different config ({detail}); "
+                              "use a new --workdir or the original settings")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports."""
+
+    state: TrainState
+    fns: ModelFunctions
+    train_loss: float
+    val_loss: float
+    val_mean_predictor_loss: float
+    steps: int
+    seconds: float
+    samples_per_second: float
+
+
+def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = None, progress: bool = True) -> TrainResult:
+    """Train (or resume training) the model of ``config`` in ``workdir``.
+
+    ``workdir`` receives ``checkpoints/`` (Orbax), ``tensorboard/`` (events), ``config.json`` and
+    ``summary.json``. If it already holds checkpoints of the same setup, training resumes from the
+    latest one.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tc = config.train
+    if dataset is None:
+        dataset = build_dataset(config.data, progress=progress)
+    x_train, y_train = dataset.arrays("train")
+    x_val, y_val = dataset.arrays("val")
+    batch_size = int(tc.batch_size)
+    n_batches = len(x_train) // batch_size
+    if n_batches == 0:
+        raise TrainingError(f"{len(x_train)} training rows are fewer than one batch of {batch_size}")
+    total_steps = int(tc.epochs) * n_batches
+
+    fns = ModelFunctions.of(build_model(config.model, seed=int(tc.seed)))
+    tx = make_optimizer(tc, n_batches=n_batches)
+    state = init_state(fns, tx, seed=int(tc.seed))
+    config_dict = config.to_dict()
+    data_key = cache_key(config.data)
+    checkpoints = Checkpoints(workdir / "checkpoints", save_every=int(tc.checkpoint_every_steps),
+                              keep=int(tc.keep_checkpoints))
+    if checkpoints.latest_step() is not None:
+        meta = checkpoints.read_meta()
+        _check_resumable(meta["config"], config_dict, workdir)
+        if meta.get("data_key") != data_key:
+            raise CheckpointError(f"{workdir}: the run there was trained on different data (cache key "
+                                  f"{meta.get('data_key')} != {data_key}); use a new --workdir")
+        state, _ = checkpoints.restore(state)
+    (workdir / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
+
+    def meta_at(step: int) -> dict[str, Any]:
+        return {"epoch": step // n_batches, "batch_in_epoch": step % n_batches, "n_batches": n_batches,
+                "config": config_dict, "data_key": data_key}
+
+    step_fn = jax.jit(make_train_step(fns, tx), donate_argnums=0)
+    eval_loss = make_eval_loss(fns, chunk=int(tc.eval_batch_size))
+    x_dev, y_dev = jnp.asarray(x_train), jnp.asarray(y_train)
+    gating_rows = x_val[:: max(1, len(x_val) // 2048)] if len(x_val) else x_train[:2048]
+    hyper = dict(learning_rate=float(tc.learning_rate), weight_decay=float(tc.weight_decay), n_batches=n_batches,
+                 te=int(tc.te), tmult=int(tc.tmult), decay_mode=tc.decay_mode)
+    mean_predictor = float(np.mean(np.square(y_val))) if len(y_val) else float("nan")
+
+    start_step = int(state.step)
+    writer = MetricWriter(workdir / "tensorboard")
+    order, order_epoch = None, -1
+    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+    run_start = time.perf_counter()
+    train_loss = val_loss = float("nan")
+    bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", disable=not progress,
+               dynamic_ncols=True, mininterval=1.0)
+    try:
+        for step in range(start_step, total_steps):
+            epoch, b = divmod(step, n_batches)
+            if epoch != order_epoch:
+                order = jnp.asarray(batch_order(len(x_train), batch_size, epoch=epoch, seed=int(tc.seed),
+                                                shuffle=tc.shuffle))
+                order_epoch = epoch
+            state, metrics = step_fn(state, x_dev, y_dev, order[b])
+            window_loss = window_loss + metrics["loss"]
+            window_steps += 1
+            done = step + 1
+            bar.update(1)
+            end_of_epoch = b == n_batches - 1
+            if done % int(tc.log_every_steps) == 0 or end_of_epoch or done == total_steps:
+                train_loss = float(window_loss) / window_steps
+                if not math.isfinite(train_loss):
+                    raise TrainingError(
+                        f"training diverged at step {done}: loss {train_loss}; checkpoints up to step "
+                        f"{checkpoints.latest_step()} in {checkpoints.directory} are intact")
+                elapsed = time.perf_counter() - window_start
+                rate = window_steps * batch_size / max(elapsed, 1e-9)
+                hp = optim.hyperparams_at(step, **hyper)
+                writer.write_scalars(done, {"train/loss": train_loss, "train/learning_rate": hp["learning_rate"],
+                                            "train/weight_decay": hp["weight_decay"],
+                                            "train/samples_per_second": rate})
+                bar.set_postfix(loss=f"{train_loss:.4f}", samples_s=f"{rate:.0f}")
+                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+            if end_of_epoch:
+                if len(x_val):
+                    val_loss = eval_loss(state.params, x_val, y_val)
+                    writer.write_scalars(done, {"val/loss": val_loss})
+                writer.write_scalars(done, gating_statistics(fns, state.params, gating_rows))
+                if (epoch + 1) % int(tc.histograms_every_epochs) == 0 or done == total_steps:
+                    writer.write_histograms(done, weight_histograms(state.params))
+            if checkpoints.should_save(done) or done == total_steps:
+                checkpoints.save(done, state, meta_at(done))
+    finally:
+        bar.close()
+        writer.flush()
+    if len(x_val) and not math.isfinite(val_loss):
+        val_loss = eval_loss(state.params, x_val, y_val)
+    if start_step == total_steps and not math.isfinite(train_loss):
+        train_loss = eval_loss(state.params, x_train[:8192], y_train[:8192])
+    seconds = time.perf_counter() - run_start
+    steps_run = total_steps - start_step
+    result = TrainResult(
+        state=state, fns=fns, train_loss=train_loss, val_loss=val_loss, val_mean_predictor_loss=mean_predictor,
+        steps=total_steps, seconds=seconds,
+        samples_per_second=steps_run * batch_size / seconds if steps_run else float("nan"))
+    writer.write_hparams(flatten_config(config_dict), {"final/train_loss": train_loss, "final/val_loss": val_loss})
+    writer.close()
+    checkpoints.close()
+    summary = {"steps": total_steps, "epochs": int(tc.epochs), "train_loss": train_loss, "val_loss": val_loss,
+               "val_mean_predictor_loss": mean_predictor, "seconds": round(seconds, 2),
+               "samples_per_second": result.samples_per_second}
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return result

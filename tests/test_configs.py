@@ -1,0 +1,49 @@
+"""Configs and the prepare_data command."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from configs import default, dog
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("module", [default, dog])
+@pytest.mark.parametrize("arg", [None, "runlocal"])
+def test_configs_build(module, arg):
+    config = module.get_config(arg)
+    assert set(config) == {"data", "model", "train"}
+    assert config.train.batch_size == 32 and config.train.learning_rate == 1e-4
+    if arg == "runlocal":
+        assert config.train.epochs < 150
+    else:
+        assert config.train.epochs == 150 and tuple(config.model.hidden_sizes) == (512, 512)
+
+
+@pytest.mark.parametrize("module", [default, dog])
+def test_unknown_config_argument(module):
+    with pytest.raises(ValueError, match="unknown config argument 'fast'"):
+        module.get_config("fast")
+
+
+def test_prepare_data_command(tmp_path):
+    out_json = tmp_path / "summary.json"
+    cmd = [sys.executable, "-m", "experiments.prepare_data", "--config", "configs/default.py",
+           "--config.data.synthetic_clips=3", "--config.data.synthetic_seconds=5",
+           f"--config.data.cache_dir={tmp_path}", f"--json={out_json}"]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "dims        input 480, output 363" in run.stdout
+    assert "style rows  Idle" in run.stdout
+    summary = json.loads(out_json.read_text())
+    assert summary["clips"] == 3 and summary["input_dim"] == 480
+    # A missing folder is one clear line, not a traceback dump.
+    cmd = [sys.executable, "-m", "experiments.prepare_data", "--config", "configs/dog.py",
+           f"--config.data.path={tmp_path / 'nowhere'}"]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"error: {tmp_path / 'nowhere'}: folder does not exist"

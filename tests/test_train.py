@@ -1,0 +1,146 @@
+"""Training: loss falls, resume after SIGKILL is exact, TensorBoard events are readable, configs are strict."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from configs import default
+from mann_jax.checkpoint import CheckpointError, Checkpoints
+from mann_jax.data.dataset import build_dataset
+from mann_jax.train import TrainState, batch_order, init_state, make_optimizer, train, ModelFunctions, build_model
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--config.data.synthetic_clips=3", "--config.data.synthetic_seconds=6",
+    "--config.model.hidden_sizes=(16,16)", "--config.model.n_experts=2",
+    "--config.train.batch_size=16", "--config.train.epochs=10", "--config.train.log_every_steps=10",
+    "--config.train.checkpoint_every_steps=20", "--config.train.keep_checkpoints=2",
+    "--config.train.learning_rate=3e-3",
+]
+
+
+def tiny_config(cache_dir):
+    config = default.get_config()
+    config.data.update(synthetic_clips=3, synthetic_seconds=6.0, cache_dir=str(cache_dir))
+    config.model.update(hidden_sizes=(16, 16), n_experts=2)
+    config.train.update(batch_size=16, epochs=4, log_every_steps=10, checkpoint_every_steps=20, keep_checkpoints=2,
+                        learning_rate=3e-3)
+    return config
+
+
+def test_batch_order_once_per_epoch_and_remainder_dropped():
+    once0 = batch_order(103, 10, epoch=0, seed=1, shuffle="once")
+    once5 = batch_order(103, 10, epoch=5, seed=1, shuffle="once")
+    assert once0.shape == (10, 10) and len(set(once0.ravel())) == 100
+    np.testing.assert_array_equal(once0, once5)
+    per = [batch_order(103, 10, epoch=e, seed=1, shuffle="per_epoch") for e in (0, 1)]
+    assert not np.array_equal(per[0], per[1])
+    with pytest.raises(ValueError, match="train.shuffle"):
+        batch_order(10, 2, epoch=0, seed=0, shuffle="always")
+
+
+def test_training_reduces_loss_and_writes_readable_events(tmp_path):
+    config = tiny_config(tmp_path / "cache")
+    config.train.epochs = 6
+    result = train(config, tmp_path / "run", progress=False)
+    assert result.val_loss < 0.8 * result.val_mean_predictor_loss
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == result.steps
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in ("train/loss", "val/loss", "train/learning_rate", "train/weight_decay", "gating/entropy",
+                "gating/mean_coefficient/expert_0"):
+        assert tag in tags["scalars"], tags["scalars"]
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert losses[-1] < losses[0]
+    assert any(t.startswith("weights/layer0/alpha") for t in tags["histograms"])
+    lr = [e.value for e in events.Scalars("train/learning_rate")]
+    assert 0 < min(lr) <= max(lr) <= config.train.learning_rate * (1 + 1e-6)
+
+
+def _run_train(workdir, cache, *extra, wait=True):
+    cmd = [sys.executable, "-m", "experiments.train", "--config", "configs/default.py", f"--workdir={workdir}",
+           f"--config.data.cache_dir={cache}", *TINY, *extra]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if wait:
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out
+        return out
+    return proc
+
+
+def _final_params(workdir, cache):
+    config = tiny_config(cache)
+    fns = ModelFunctions.of(build_model(config.model, seed=config.train.seed))
+    n_batches = len(build_dataset(config.data, progress=False).arrays("train")[0]) // config.train.batch_size
+    tx = make_optimizer(config.train, n_batches=n_batches)
+    ckpt = Checkpoints(Path(workdir) / "checkpoints", save_every=20, keep=2)
+    state, meta = ckpt.restore(init_state(fns, tx, seed=config.train.seed))
+    return int(state.step), state.params
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    cache = tmp_path / "cache"
+    _run_train(tmp_path / "straight", cache)
+    straight_step, straight = _final_params(tmp_path / "straight", cache)
+
+    killed = tmp_path / "killed"
+    proc = _run_train(killed, cache, "--config.train.epochs=40", wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        steps = [int(p.name) for p in (killed / "checkpoints").glob("[0-9]*") if p.name.isdigit()]
+        if steps and max(steps) >= 40:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_step, _ = _final_params(killed, cache)
+    assert 0 < killed_step < straight_step
+    # Resume with the original number of epochs: the run continues from the checkpoint.
+    out = _run_train(killed, cache)
+    resumed_step, resumed = _final_params(killed, cache)
+    assert resumed_step == straight_step, out
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_resume_refuses_a_different_setup(tmp_path):
+    config = tiny_config(tmp_path / "cache")
+    config.train.epochs = 1
+    train(config, tmp_path / "run", progress=False)
+    config.model.hidden_sizes = (32, 32)
+    with pytest.raises(CheckpointError, match="different config"):
+        train(config, tmp_path / "run", progress=False)
+
+
+def test_config_typo_is_a_clear_error(tmp_path):
+    cmd = [sys.executable, "-m", "experiments.train", "--config", "configs/default.py", f"--workdir={tmp_path}",
+           "--config.train.epocs=3"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "epocs" in out.stderr and ("not found" in out.stderr or "KeyError" in out.stderr), out.stderr[-2000:]
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    config = tiny_config(tmp_path / "cache")
+    config.train.epochs = 1
+    train(config, tmp_path / "run", progress=False)
+    step_dir = max((tmp_path / "run" / "checkpoints").glob("[0-9]*"), key=lambda p: int(p.name))
+    for f in (step_dir / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=rf"checkpoints/{step_dir.name}: cannot restore"):
+        train(config, tmp_path / "run", progress=False)
