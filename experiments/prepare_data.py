@@ -3,6 +3,7 @@
   python -m experiments.prepare_data                                   # embedded default
   python -m experiments.prepare_data --config configs/dog.py --config.data.path=/path/to/bvh
   python -m experiments.prepare_data --config configs/dog.py --json out.json   # summary as JSON
+  python -m experiments.prepare_data --config configs/dog.py --per_clip         # style rows of every clip
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mann_jax.data.dataset import build_dataset
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.", lock_config=True)
 _NO_CACHE = flags.DEFINE_bool("no_cache", False, "Rebuild the dataset, ignoring (and not writing) the cache.")
 _JSON = flags.DEFINE_string("json", None, "Also write the summary to this JSON file.")
+_PER_CLIP = flags.DEFINE_bool("per_clip", False, "Also print the style rows of every clip.")
 
 
 def main(argv: list[str]) -> None:
@@ -38,6 +40,10 @@ def main(argv: list[str]) -> None:
     print(f"dims        input {summary['input_dim']}, output {summary['output_dim']}")
     print("style rows  " + ", ".join(f"{k} {v}" for k, v in summary["style_rows"].items())
           + "  (original frames, not mirrored)")
+    if _PER_CLIP.value:
+        print(f"{'clip':24s} {'split':5s} " + " ".join(f"{s:>6s}" for s in summary["style_rows"]))
+        for (name, counts), split in zip(summary["style_rows_per_clip"].items(), dataset.clip_splits):
+            print(f"{name:24s} {split:5s} " + " ".join(f"{c:6d}" for c in counts.values()))
     for name, reason in summary["skipped"].items():
         print(f"skipped     {name}: {reason}")
     print(f"time        {summary['seconds']:.2f} s")

@@ -116,8 +116,16 @@ class Dataset:
             "input_dim": int(self.inputs.shape[1]),
             "output_dim": int(self.outputs.shape[1]),
             "style_rows": {name: int(c) for name, c in zip(layout.STYLES, counts)},
+            "style_rows_per_clip": self.style_rows_per_clip(),
             "skipped": dict(self.skipped),
         }
+
+    def style_rows_per_clip(self) -> dict[str, dict[str, int]]:
+        """Per clip: rows (original, not mirrored) of each style, by style name."""
+        original = ~self.mirrored
+        table = np.zeros((len(self.clip_names), layout.NUM_STYLES), np.int64)
+        np.add.at(table, (self.clip_index[original], self.styles[original].astype(np.int64)), 1)
+        return {name: dict(zip(layout.STYLES, map(int, row))) for name, row in zip(self.clip_names, table)}
 
 
 # ----------------------------------------------------------------------------- clips → rows
