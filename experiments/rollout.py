@@ -1,0 +1,218 @@
+"""Roll trained MANN(s) out under a scripted scenario (or a replayed clip); write video, metrics and plots.
+
+  python -m experiments.rollout --config configs/dog.py --checkpoint runs/dog --scenario turn180 --out out/turn180
+  python -m experiments.rollout --config configs/dog.py --checkpoint runs/dense,runs/sparse90 \\
+      --labels dense,sparse90 --scenario walk --param speed=1.2 --param seconds=8 --out out/walk
+  python -m experiments.rollout --config configs/dog.py --checkpoint runs/dog --scenario replay:D1_007_KAN01_001 --out out/replay
+
+Several checkpoints (same model config) are rolled out in ONE vmapped call and drawn side by side.
+Scenarios: walk, turn90, turn180, run, trot_stop, sit, lie, jump (mann_jax.control.scenarios), or
+``replay:<clip>`` (the clip's trajectory and styles drive the character; the mocap is drawn beside).
+
+Writes into --out: rollout.gif, rollout.mp4 (chase camera; paws green = contact, red = skating),
+strip.png (stills), paws.png (paw heights and speeds over time), metrics.json (foot skating in
+cm/frame and cm/s, bone-length drift, jitter, speed tracking, frozen-while-turning, and the
+ground-truth skating of the real flat-floor clips when the data are BVH).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mann_jax.cli import clear_errors
+from mann_jax.control import render
+from mann_jax.control.rollout import (
+    initial_state_from_input,
+    load_params,
+    replay_errors,
+    replay_from_dataset,
+    rollout,
+    stack_params,
+    start_row,
+)
+from mann_jax.control.scenarios import make_scenario
+from mann_jax.data import layout
+from mann_jax.data.dataset import build_dataset
+from mann_jax.evaluate import (
+    bone_length_drift,
+    foot_skating,
+    frozen_while_turning,
+    ground_truth_skating,
+    jitter,
+    paw_positions,
+    root_speed_tracking,
+)
+from mann_jax.evaluate.skating import support_height
+from mann_jax.train import ModelFunctions, build_model
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.", lock_config=True)
+_CHECKPOINT = flags.DEFINE_list("checkpoint", None, "Run workdir(s) (or checkpoint folders), comma separated.",
+                                required=True)
+_LABELS = flags.DEFINE_list("labels", None, "A name per checkpoint (default: the folder names).")
+_SCENARIO = flags.DEFINE_string("scenario", "walk", "Scenario name, or replay:<clip>.")
+_PARAM = flags.DEFINE_multi_string("param", [], "Scenario parameter override, key=value (e.g. speed=1.5).")
+_START_STYLE = flags.DEFINE_string("start_style", "Idle", "Style of the dataset row the character starts from.")
+_OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
+_FPS = flags.DEFINE_float("fps", 60.0, "Frame rate of the training data.")
+_STRIDE = flags.DEFINE_integer("stride", 2, "Video: draw every n-th frame (plays in real time).")
+_NO_VIDEO = flags.DEFINE_bool("no_video", False, "Skip the GIF/MP4 (metrics, plot and strip only).")
+_FLOOR = flags.DEFINE_enum("floor", "floor", ["floor", "support"],
+                           "Skating height above y = 0 (the study) or above the per-clip support estimate.")
+_GROUND_TRUTH = flags.DEFINE_bool("ground_truth", True, "Also measure the real flat-floor clips' skating (BVH data).")
+
+
+def _parse_params(items: list[str]) -> dict[str, float]:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--param expects key=value, got {item!r}")
+        try:
+            params[key.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--param {key}: {value!r} is not a number") from None
+    return params
+
+
+def _floor(paws: np.ndarray, fps: float) -> Any:
+    return support_height(paws, fps=fps) if _FLOOR.value == "support" else 0.0
+
+
+def _model_metrics(bones: np.ndarray, root_pos: np.ndarray, root_dir: np.ndarray, commanded: np.ndarray | None,
+                   fps: float) -> dict[str, Any]:
+    paws = paw_positions(bones)
+    sk = foot_skating(paws, fps=fps, floor_height=_floor(paws, fps))
+    drift = bone_length_drift(bones)
+    frozen = frozen_while_turning(root_pos, root_dir, paws, fps=fps)
+    heading = np.degrees(np.arctan2(root_dir[-1, 0], root_dir[-1, 2]))
+    out = {
+        "skating_cm_per_frame": float(sk.cm_per_frame),
+        "skating_cm_per_second": float(sk.cm_per_second),
+        "skating_per_paw_cm_per_frame": dict(zip(layout.PAWS, map(float, sk.per_paw_cm_per_frame))),
+        "bone_length_drift_m": float(drift.mean_m),
+        "bone_length_drift_relative": float(drift.mean_relative),
+        "bone_length_drift_max_m": float(drift.max_m),
+        "jitter_m_per_s3": float(jitter(bones, fps=fps)),
+        "frozen_while_turning": {"fraction": float(frozen.fraction), "turning_frames": int(frozen.turning_frames),
+                                 "frozen_frames": int(frozen.frozen_frames)},
+        "hips_height_median_m": float(np.median(bones[:, layout.BONES.index("Hips"), 1])),
+        "lowest_paw_height_median_m": float(np.median(paws[..., 1].min(axis=-1))),
+        "final_root_position_m": [float(v) for v in root_pos[-1]],
+        "final_heading_deg": float(heading),
+        "finite": bool(np.all(np.isfinite(bones))),
+    }
+    if commanded is not None:
+        tr = root_speed_tracking(root_pos, commanded, fps=fps, skip_frames=int(fps))
+        out["speed_after_1s"] = {"mean_m_per_s": float(tr.mean_speed), "commanded_m_per_s": float(tr.mean_commanded),
+                                 "mean_abs_error_m_per_s": float(tr.mean_abs_error)}
+    return out
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    try:
+        run()
+    except ValueError as e:  # bad scenario, parameter, style or shapes: the user's to fix
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run() -> None:
+    config, fps = _CONFIG.value, float(_FPS.value)
+    out = Path(_OUT.value)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoints = list(_CHECKPOINT.value)
+    labels = list(_LABELS.value) if _LABELS.value else [Path(c.rstrip("/")).name for c in checkpoints]
+    if len(labels) != len(checkpoints):
+        raise ValueError(f"{len(checkpoints)} checkpoints but {len(labels)} labels")
+    start = time.perf_counter()
+    dataset = build_dataset(config.data, progress=False)
+    fns = ModelFunctions.of(build_model(config.model, seed=int(config.train.seed)))
+    params = [load_params(c, fns) for c in checkpoints]
+    many = len(params) > 1
+    stacked = stack_params(params) if many else params[0]
+
+    replay = None
+    commanded = None
+    if _SCENARIO.value.startswith("replay:"):
+        if _PARAM.value:
+            raise ValueError("--param does not apply to replay scenarios")
+        replay = replay_from_dataset(dataset, _SCENARIO.value.split(":", 1)[1], fps=fps)
+        initial, control = replay.initial, replay.control
+        scenario_info: dict[str, Any] = {"name": _SCENARIO.value, "frames": len(replay.frames)}
+    else:
+        scenario = make_scenario(_SCENARIO.value, fps=fps, **_parse_params(_PARAM.value))
+        row = start_row(dataset, style=_START_STYLE.value)
+        initial, control, commanded = initial_state_from_input(dataset.inputs[row]), scenario.control, \
+            scenario.commanded_speed
+        scenario_info = {"name": scenario.name, "params": scenario.params, "events": scenario.events,
+                         "frames": scenario.num_frames, "start_row": row,
+                         "start_clip": dataset.clip_names[int(dataset.clip_index[row])],
+                         "start_frame": int(dataset.frames[row]), "start_style": _START_STYLE.value}
+
+    result = rollout(fns, stacked, dataset.normalisation, initial, control, fps=fps, models_axis=many)
+    seconds_rollout = time.perf_counter() - start
+    bones = np.asarray(result.bones).reshape((len(params),) + np.shape(result.bones)[-3:])
+    root_pos = np.asarray(result.root_positions).reshape(len(params), -1, 3)
+    root_dir = np.asarray(result.root_directions).reshape(len(params), -1, 3)
+
+    models = []
+    for i, (label, ckpt) in enumerate(zip(labels, checkpoints)):
+        m = {"label": label, "checkpoint": str(ckpt)}
+        m.update(_model_metrics(bones[i], root_pos[i], root_dir[i], commanded, fps))
+        if replay is not None:
+            one = result._replace(bones=bones[i], root_positions=root_pos[i], root_directions=root_dir[i])
+            err = replay_errors(one, replay)
+            m["replay"] = {"bone_error_world_m": float(err.world.mean()), "bone_error_local_m": float(err.local.mean()),
+                           "root_drift_final_m": float(err.root[-1]), "heading_error_final_deg": float(err.heading[-1])}
+        models.append(m)
+    metrics: dict[str, Any] = {"scenario": scenario_info, "fps": fps, "skating_floor": _FLOOR.value, "models": models}
+    if replay is not None:
+        metrics["mocap"] = _model_metrics(replay.reference_bones, replay.reference_root_positions,
+                                          replay.reference_root_directions, None, fps)
+    if _GROUND_TRUTH.value and config.data.source == "bvh":
+        gt = ground_truth_skating(config.data.path, floor=_FLOOR.value)
+        metrics["ground_truth_skating"] = {
+            "clips": len(gt.per_clip), "clip_mean_cm_per_frame": gt.clip_mean_cm_per_frame,
+            "frame_mean_cm_per_frame": gt.frame_mean_cm_per_frame, "floor": gt.floor,
+            "per_clip_cm_per_frame": {k: float(v.cm_per_frame) for k, v in gt.per_clip.items()}}
+
+    tracks = [render.Track(bones=bones[i], root_positions=root_pos[i], root_directions=root_dir[i], title=label,
+                           target_velocity=np.asarray(result.target_velocity).reshape(len(params), -1, 3)[i])
+              for i, label in enumerate(labels)]
+    if replay is not None:
+        tracks.append(render.Track(bones=replay.reference_bones, root_positions=replay.reference_root_positions,
+                                   root_directions=replay.reference_root_directions, title="mocap"))
+    render.plot_paws(tracks, out / "paws.png", fps=fps)
+    render.render_strip(tracks, out / "strip.png", fps=fps)
+    files = ["metrics.json", "paws.png", "strip.png"]
+    if not _NO_VIDEO.value:
+        frames = render.render_frames(tracks, fps=fps, stride=_STRIDE.value)
+        render.write_gif(frames, out / "rollout.gif", fps=fps / _STRIDE.value)
+        render.write_mp4(frames, out / "rollout.mp4", fps=fps / _STRIDE.value)
+        files += ["rollout.gif", "rollout.mp4"]
+        metrics["video_frames"] = int(len(frames))
+    metrics["files"] = files
+    metrics["seconds"] = {"load_and_rollout": round(seconds_rollout, 2), "total": round(time.perf_counter() - start, 2)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for m in models:
+        print(f"{m['label']}: skating {m['skating_cm_per_frame']:.4f} cm/frame ({m['skating_cm_per_second']:.2f} cm/s), "
+              f"hips {m['hips_height_median_m']:.2f} m, final heading {m['final_heading_deg']:.1f} deg")
+    if "ground_truth_skating" in metrics:
+        g = metrics["ground_truth_skating"]
+        print(f"mocap ({g['clips']} flat-floor clips): {g['clip_mean_cm_per_frame']:.4f} cm/frame (mean over clips)")
+    print(f"wrote {', '.join(files)} to {out}{os.sep}")
+
+
+if __name__ == "__main__":
+    app.run(clear_errors(main))
