@@ -24,7 +24,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.struct
 import jax
@@ -34,7 +34,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from mann_jax import optim
+from mann_jax import optim, pruning
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.data import layout
 from mann_jax.data.dataset import Dataset, build_dataset, cache_key
@@ -107,6 +107,46 @@ def make_optimizer(train_config: Any, *, n_batches: int) -> optax.GradientTransf
         te=int(train_config.te),
         tmult=int(train_config.tmult),
         decay_mode=train_config.decay_mode,
+    )
+
+
+def make_pruning_schedule(pruning_config: Any, *, total_steps: int) -> pruning.Schedule:
+    """The sparsity schedule of the ``pruning`` config section over ``total_steps``."""
+    kwargs = {"one_cycle": {"alpha": float(pruning_config.alpha), "beta": float(pruning_config.beta)},
+              "agp": {"power": float(pruning_config.power)},
+              "iterative": {"n_steps": int(pruning_config.n_steps)}}.get(pruning_config.schedule, {})
+    return pruning.make_schedule(pruning_config.schedule, start=float(pruning_config.start),
+                                 end=float(pruning_config.end), total_steps=total_steps, **kwargs)
+
+
+def make_training_optimizer(
+    config: Any, *, n_batches: int, total_steps: int, force_pruning: bool = False, axis_name: str | None = None
+) -> optax.GradientTransformation:
+    """AdamWR, wrapped with magnitude pruning when ``config.pruning.target_sparsity > 0``.
+
+    ``force_pruning`` wraps even at target 0 (a sweep runs every level, 0 % included, through one
+    compiled step; each level's target is then set in its state with
+    :func:`mann_jax.pruning.with_target_sparsity`). ``axis_name`` is the vmap axis of such a sweep.
+    """
+    tx = make_optimizer(config.train, n_batches=n_batches)
+    pc = config.pruning
+    if float(pc.target_sparsity) <= 0.0 and not force_pruning:
+        return tx
+    prunable = None
+    if pc.granularity != "neuron":
+        prunable = pruning.EXPERTS_AND_GATING if pc.include_gating else pruning.EXPERTS
+    return pruning.prune(
+        tx,
+        target_sparsity=float(pc.target_sparsity),
+        schedule=make_pruning_schedule(pc, total_steps=total_steps),
+        scope=pc.scope,
+        criterion=pc.criterion,
+        granularity=pc.granularity,
+        n_m=tuple(pc.n_m),
+        prunable=prunable,
+        update_every=int(pc.update_every),
+        seed=int(config.train.seed),
+        axis_name=axis_name,
     )
 
 
@@ -196,6 +236,17 @@ def gating_statistics(fns: ModelFunctions, params: Params, x: np.ndarray) -> dic
     return stats
 
 
+def sparsity_scalars(state: TrainState, schedule: pruning.Schedule) -> dict[str, float]:
+    """Actual sparsity (fraction of masked weights, overall and per leaf), scheduled and final target."""
+    ps = pruning.find_pruning_state(state.opt_state)
+    report = pruning.sparsity_report(ps.masks)
+    scalars = {f"sparsity/{k}": v for k, v in report.items()}
+    scalars["sparsity/target"] = float(ps.target_sparsity)
+    # The masks of update c apply from that update on: after `step` updates the schedule of step - 1 is in force.
+    scalars["sparsity/scheduled"] = float(schedule(max(int(state.step) - 1, 0))) * float(ps.target_sparsity)
+    return scalars
+
+
 def weight_histograms(params: Params) -> dict[str, np.ndarray]:
     """One histogram per parameter array, named by its path (``weights/layer0/alpha``)."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
@@ -208,14 +259,143 @@ _RESUMABLE_CHANGES = {"train.epochs", "train.log_every_steps", "train.checkpoint
                       "data.on_bad_clip"}
 
 
-def _check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path,
+                    allowed: frozenset[str] | set[str] = frozenset()) -> None:
+    """Raises :class:`CheckpointError` when ``current`` differs from the ``saved`` config in a key that matters.
+
+    Keys in :data:`_RESUMABLE_CHANGES` or ``allowed`` (flattened, ``"train.epochs"``) may change.
+    """
     current = json.loads(json.dumps(current, default=str))  # as saved: tuples become lists
     a, b = flatten_config(saved), flatten_config(current)
-    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in _RESUMABLE_CHANGES)
+    free = _RESUMABLE_CHANGES | set(allowed)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in free)
     if changed:
         detail = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed[:8])
         raise CheckpointError(f"{where}: the run there was started with a different config ({detail}); "
                               "use a new --workdir or the original settings")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The splits of a dataset as arrays, and the batching of a run over them."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    batch_size: int
+    n_batches: int
+    total_steps: int
+    data_key: str
+
+
+def training_data(config: Any, dataset: Dataset | None = None, *, progress: bool = True) -> TrainingData:
+    """Builds (or takes) the dataset of ``config.data`` and works out batches per epoch and total steps.
+
+    Raises:
+        TrainingError: fewer training rows than one batch.
+    """
+    if dataset is None:
+        dataset = build_dataset(config.data, progress=progress)
+    x_train, y_train = dataset.arrays("train")
+    x_val, y_val = dataset.arrays("val")
+    batch_size = int(config.train.batch_size)
+    n_batches = len(x_train) // batch_size
+    if n_batches == 0:
+        raise TrainingError(f"{len(x_train)} training rows are fewer than one batch of {batch_size}")
+    return TrainingData(x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, batch_size=batch_size,
+                        n_batches=n_batches, total_steps=int(config.train.epochs) * n_batches,
+                        data_key=cache_key(config.data))
+
+
+def check_checkpoint_setup(checkpoints: Checkpoints, config_dict: dict[str, Any], data_key: str, workdir: Path,
+                           allowed: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The latest checkpoint's meta, after checking it was made with this config and data.
+
+    Raises:
+        CheckpointError: a different config (outside ``allowed`` changes) or different data.
+    """
+    meta = checkpoints.read_meta()
+    check_resumable(meta["config"], config_dict, workdir, allowed)
+    if meta.get("data_key") != data_key:
+        raise CheckpointError(f"{workdir}: the run there was trained on different data (cache key "
+                              f"{meta.get('data_key')} != {data_key}); use a new --workdir")
+    return meta
+
+
+def run_loop(
+    state: Any,
+    step: Callable[[Any, jax.Array], tuple[Any, dict[str, jax.Array]]],
+    *,
+    start_step: int,
+    total_steps: int,
+    n_batches: int,
+    log_every: int,
+    samples_per_step: int,
+    rows_for_epoch: Callable[[int], Any],
+    checkpoints: Checkpoints,
+    meta_at: Callable[[int], dict[str, Any]],
+    on_log: Callable[[int, int, np.ndarray, float, Any], dict[str, str]],
+    on_epoch_end: Callable[[int, int, Any], None],
+    bar: Any,
+    checkpoint_state: Callable[[Any], Any] = lambda s: s,
+    stop_after: int | None = None,
+    model_names: Sequence[str] | None = None,
+) -> tuple[Any, np.ndarray | None]:
+    """The training loop shared by :func:`train` (one model) and :mod:`mann_jax.sweep` (many).
+
+    Runs ``step(state, rows)`` for steps ``start_step .. total_steps - 1``; ``rows_for_epoch(e)[b]``
+    are the rows of batch ``b`` of epoch ``e`` (fetched once per epoch). The loss of a step
+    (``metrics["loss"]``: a scalar, or one value per model of a sweep) is accumulated on device and
+    read back only every ``log_every`` steps and at the end of each epoch, where ``on_log(done,
+    step, mean_loss, samples_per_second, state)`` writes it and returns the progress-bar postfix. A
+    non-finite loss raises :class:`TrainingError` (naming the models, with ``model_names``). After
+    each epoch ``on_epoch_end(done, epoch, state)`` runs; checkpoints are saved on the
+    ``checkpoints`` schedule and after the last step (``checkpoint_state(state)`` is what gets saved).
+
+    Args:
+        stop_after: Stop (after saving a checkpoint) once this many steps ran in this call, e.g. to
+            fit a time slot; the run then resumes from ``workdir``.
+
+    Returns:
+        The final state and the mean loss of the last logging window (None when no step ran).
+    """
+    order, order_epoch = None, -1
+    window_loss: Any = 0.0
+    window_steps, window_start = 0, time.perf_counter()
+    last_loss: np.ndarray | None = None
+    for step_index in range(start_step, total_steps):
+        epoch, b = divmod(step_index, n_batches)
+        if epoch != order_epoch:
+            order = rows_for_epoch(epoch)
+            order_epoch = epoch
+        state, metrics = step(state, order[b])
+        window_loss = window_loss + metrics["loss"]
+        window_steps += 1
+        done = step_index + 1
+        bar.update(1)
+        end_of_epoch = b == n_batches - 1
+        stopping = stop_after is not None and done - start_step >= stop_after
+        if done % log_every == 0 or end_of_epoch or done == total_steps or stopping:
+            mean = np.asarray(window_loss, np.float64) / window_steps
+            if not np.all(np.isfinite(mean)):
+                bad = "" if mean.ndim == 0 else " of " + ", ".join(
+                    (model_names[i] if model_names else str(i)) for i in np.flatnonzero(~np.isfinite(mean)))
+                raise TrainingError(
+                    f"training diverged at step {done}: loss {mean.tolist()}{bad}; checkpoints up to step "
+                    f"{checkpoints.latest_step()} in {checkpoints.directory} are intact")
+            elapsed = time.perf_counter() - window_start
+            rate = window_steps * samples_per_step / max(elapsed, 1e-9)
+            bar.set_postfix(on_log(done, step_index, mean, rate, state))
+            last_loss = mean
+            window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        if end_of_epoch:
+            on_epoch_end(done, epoch, state)
+        if checkpoints.should_save(done) or done == total_steps or stopping:
+            checkpoints.save(done, checkpoint_state(state), meta_at(done))
+        if stopping:
+            break
+    return state, last_loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,29 +422,21 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     tc = config.train
-    if dataset is None:
-        dataset = build_dataset(config.data, progress=progress)
-    x_train, y_train = dataset.arrays("train")
-    x_val, y_val = dataset.arrays("val")
-    batch_size = int(tc.batch_size)
-    n_batches = len(x_train) // batch_size
-    if n_batches == 0:
-        raise TrainingError(f"{len(x_train)} training rows are fewer than one batch of {batch_size}")
-    total_steps = int(tc.epochs) * n_batches
+    data = training_data(config, dataset, progress=progress)
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
+    batch_size, n_batches, total_steps = data.batch_size, data.n_batches, data.total_steps
 
     fns = ModelFunctions.of(build_model(config.model, seed=int(tc.seed)))
-    tx = make_optimizer(tc, n_batches=n_batches)
+    tx = make_training_optimizer(config, n_batches=n_batches, total_steps=total_steps)
+    pruned = float(config.pruning.target_sparsity) > 0
+    schedule = make_pruning_schedule(config.pruning, total_steps=total_steps)
     state = init_state(fns, tx, seed=int(tc.seed))
     config_dict = config.to_dict()
-    data_key = cache_key(config.data)
+    data_key = data.data_key
     checkpoints = Checkpoints(workdir / "checkpoints", save_every=int(tc.checkpoint_every_steps),
                               keep=int(tc.keep_checkpoints))
     if checkpoints.latest_step() is not None:
-        meta = checkpoints.read_meta()
-        _check_resumable(meta["config"], config_dict, workdir)
-        if meta.get("data_key") != data_key:
-            raise CheckpointError(f"{workdir}: the run there was trained on different data (cache key "
-                                  f"{meta.get('data_key')} != {data_key}); use a new --workdir")
+        check_checkpoint_setup(checkpoints, config_dict, data_key, workdir)
         state, _ = checkpoints.restore(state)
     (workdir / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
 
@@ -282,51 +454,44 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
 
     start_step = int(state.step)
     writer = MetricWriter(workdir / "tensorboard")
-    order, order_epoch = None, -1
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
     run_start = time.perf_counter()
-    train_loss = val_loss = float("nan")
+    last = {"val_loss": float("nan")}
+
+    def on_log(done: int, step: int, window_loss: np.ndarray, rate: float, st: TrainState) -> dict[str, str]:
+        train_loss = float(window_loss)
+        hp = optim.hyperparams_at(step, **hyper)
+        scalars = {"train/loss": train_loss, "train/learning_rate": hp["learning_rate"],
+                   "train/weight_decay": hp["weight_decay"], "train/samples_per_second": rate}
+        if pruned:
+            scalars.update(sparsity_scalars(st, schedule))
+        writer.write_scalars(done, scalars)
+        return {"loss": f"{train_loss:.4f}", "samples_s": f"{rate:.0f}"}
+
+    def on_epoch_end(done: int, epoch: int, st: TrainState) -> None:
+        if len(x_val):
+            last["val_loss"] = eval_loss(st.params, x_val, y_val)
+            writer.write_scalars(done, {"val/loss": last["val_loss"]})
+        writer.write_scalars(done, gating_statistics(fns, st.params, gating_rows))
+        if (epoch + 1) % int(tc.histograms_every_epochs) == 0 or done == total_steps:
+            writer.write_histograms(done, weight_histograms(st.params))
+
+    def step(st: TrainState, rows: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        return step_fn(st, x_dev, y_dev, rows)
+
     bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", disable=not progress,
                dynamic_ncols=True, mininterval=1.0)
     try:
-        for step in range(start_step, total_steps):
-            epoch, b = divmod(step, n_batches)
-            if epoch != order_epoch:
-                order = jnp.asarray(batch_order(len(x_train), batch_size, epoch=epoch, seed=int(tc.seed),
-                                                shuffle=tc.shuffle))
-                order_epoch = epoch
-            state, metrics = step_fn(state, x_dev, y_dev, order[b])
-            window_loss = window_loss + metrics["loss"]
-            window_steps += 1
-            done = step + 1
-            bar.update(1)
-            end_of_epoch = b == n_batches - 1
-            if done % int(tc.log_every_steps) == 0 or end_of_epoch or done == total_steps:
-                train_loss = float(window_loss) / window_steps
-                if not math.isfinite(train_loss):
-                    raise TrainingError(
-                        f"training diverged at step {done}: loss {train_loss}; checkpoints up to step "
-                        f"{checkpoints.latest_step()} in {checkpoints.directory} are intact")
-                elapsed = time.perf_counter() - window_start
-                rate = window_steps * batch_size / max(elapsed, 1e-9)
-                hp = optim.hyperparams_at(step, **hyper)
-                writer.write_scalars(done, {"train/loss": train_loss, "train/learning_rate": hp["learning_rate"],
-                                            "train/weight_decay": hp["weight_decay"],
-                                            "train/samples_per_second": rate})
-                bar.set_postfix(loss=f"{train_loss:.4f}", samples_s=f"{rate:.0f}")
-                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-            if end_of_epoch:
-                if len(x_val):
-                    val_loss = eval_loss(state.params, x_val, y_val)
-                    writer.write_scalars(done, {"val/loss": val_loss})
-                writer.write_scalars(done, gating_statistics(fns, state.params, gating_rows))
-                if (epoch + 1) % int(tc.histograms_every_epochs) == 0 or done == total_steps:
-                    writer.write_histograms(done, weight_histograms(state.params))
-            if checkpoints.should_save(done) or done == total_steps:
-                checkpoints.save(done, state, meta_at(done))
+        state, window_loss = run_loop(
+            state, step, start_step=start_step, total_steps=total_steps, n_batches=n_batches,
+            log_every=int(tc.log_every_steps), samples_per_step=batch_size,
+            rows_for_epoch=lambda epoch: jnp.asarray(batch_order(len(x_train), batch_size, epoch=epoch,
+                                                                  seed=int(tc.seed), shuffle=tc.shuffle)),
+            checkpoints=checkpoints, meta_at=meta_at, on_log=on_log, on_epoch_end=on_epoch_end, bar=bar)
     finally:
         bar.close()
         writer.flush()
+    train_loss = float(window_loss) if window_loss is not None else float("nan")
+    val_loss = last["val_loss"]
     if len(x_val) and not math.isfinite(val_loss):
         val_loss = eval_loss(state.params, x_val, y_val)
     if start_step == total_steps and not math.isfinite(train_loss):
@@ -343,5 +508,8 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
     summary = {"steps": total_steps, "epochs": int(tc.epochs), "train_loss": train_loss, "val_loss": val_loss,
                "val_mean_predictor_loss": mean_predictor, "seconds": round(seconds, 2),
                "samples_per_second": result.samples_per_second}
+    if pruned:
+        summary["sparsity"] = pruning.sparsity_report(pruning.find_pruning_state(state.opt_state).masks)
+        summary["params_sparsity"] = pruning.sparsity_report(state.params)
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return result

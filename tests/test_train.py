@@ -144,3 +144,38 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
             f.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match=rf"checkpoints/{step_dir.name}: cannot restore"):
         train(config, tmp_path / "run", progress=False)
+
+
+def test_training_with_one_cycle_pruning_reaches_the_target(tmp_path):
+    config = tiny_config(tmp_path / "cache")
+    config.train.epochs = 3
+    config.pruning.update(target_sparsity=0.9, schedule="one_cycle", start=0.0, end=0.8)
+    train(config, tmp_path / "run", progress=False)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    params = ModelFunctions.of(build_model(config.model, seed=0)).params
+    n = sum(params[f"layer{i}"]["alpha"].size for i in range(3))
+    exact = round(0.9 * n) / n  # exactly round(s * N) zeros
+    assert summary["sparsity"]["overall"] == pytest.approx(exact, abs=1e-12)
+    assert summary["params_sparsity"]["overall"] >= exact  # pruned weights are exactly zero
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    actual = [e.value for e in events.Scalars("sparsity/overall")]
+    scheduled = [e.value for e in events.Scalars("sparsity/scheduled")]
+    assert actual == sorted(actual) and actual[0] < 0.5 and actual[-1] == pytest.approx(exact, abs=1e-7)
+    assert scheduled[-1] == pytest.approx(0.9, abs=1e-6)
+    assert "train/loss" in events.Tags()["scalars"]
+
+
+def test_bad_pruning_settings_are_clear_errors(tmp_path):
+    config = tiny_config(tmp_path / "cache")
+    config.train.epochs = 1
+    for key, value, message in (("target_sparsity", 1.0, "target_sparsity"), ("start", 0.9, "window"),
+                                ("schedule", "cubic", "unknown pruning schedule")):
+        bad = tiny_config(tmp_path / "cache")
+        bad.train.epochs = 1
+        bad.pruning.target_sparsity = 0.5
+        bad.pruning[key] = value
+        if key == "start":
+            bad.pruning.end = 0.5
+        with pytest.raises(ValueError, match=message):
+            train(bad, tmp_path / f"run_{key}", progress=False)

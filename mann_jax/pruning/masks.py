@@ -1,0 +1,357 @@
+"""Magnitude pruning as an optax wrapper: masks in the optimizer state, exact counts, no revival.
+
+Design (learnt from jaxpruner, which is not a dependency):
+
+* :func:`prune` wraps ANY ``optax.GradientTransformation`` (here AdamWR from
+  :mod:`mann_jax.optim`). Its state is a :class:`PruningState` ``(count, target_sparsity, masks,
+  inner_state)``; everything is plain arrays, so Orbax checkpoints it with the rest of the train
+  state and ``jax.vmap`` maps it over a leading "level" axis.
+* **Mask layout.** ``masks`` has the structure of the parameters. A prunable leaf has a bool mask
+  of its full shape (True = kept); every other leaf has the bool scalar ``True`` (shape ``()``),
+  which broadcasts. Bool arrays only: no ``None`` leaves, so the tree flattens the same way as
+  the parameters and checkpoints as it is.
+* **target_sparsity lives in the state** (float32 scalar), so one compiled step serves every
+  level; set it after ``init`` with :func:`with_target_sparsity`. The sparsity at step ``count``
+  is ``schedule(count) * target_sparsity``, where the :class:`~mann_jax.pruning.schedules.Schedule`
+  returns the fraction of the target reached, in [0, 1].
+* **Mask updates** happen on the schedule's update steps (inside the window, every
+  ``update_every``-th step counted from the window start, and the window's last step). The masks
+  are recomputed from the CURRENT parameters (before this step's update) with the scoring
+  function; weights already pruned score ``-inf`` and the new mask is and-ed with the old one, so
+  a weight once pruned is never revived (with a decreasing schedule the count would simply stay).
+  The update sits in a ``lax.cond``; under ``jax.vmap`` a batched predicate turns a cond into a
+  select that would recompute masks on EVERY step, so for a vmapped sweep pass the vmap's
+  ``axis_name`` here and to ``jax.vmap``: the predicate is then or-ed over the levels and the
+  cond stays a real branch.
+* **Exact counts.** Unstructured ``scope="global"``: exactly ``round(s * N)`` zeros among the ``N``
+  prunable weights of all prunable leaves together, ranked by raw score (``|w|``; no per-leaf
+  normalisation). ``scope="local"``: ``round(s * N_leaf)`` per leaf. Ties: lower position first,
+  positions counted in the flattening order of the parameter tree (sorted dict keys, so
+  ``gating/...`` before ``layer0/alpha`` before ``layer1/alpha``), row-major inside a leaf.
+  ``round`` is half to even, computed exactly (:func:`~mann_jax.pruning.scoring.count_for_sparsity`).
+* **When.** The masks computed in update number ``count`` (0-based) apply to that update's
+  result, so after ``step`` updates the parameters have sparsity ``schedule(step - 1) * target``
+  (changing only on update steps); with ``end = 1`` the last step of training reaches the target.
+* **Cost** (2-core CPU, JAX 0.10, 8x512 model, 5.55 M prunable weights, jitted): a global mask
+  update adds about 80 ms to a ~16 ms batch-32 train step (local: ~65 ms; neuron, n:m: ~1-3 ms); a
+  step without a mask update costs the same as without pruning (within noise). Use
+  ``update_every`` of tens to hundreds of steps for unstructured pruning. Vmapped over 3 levels
+  WITHOUT ``axis_name`` a non-update step took 1.0 s against 66 ms with it.
+* **Every step**: masked gradients go into the inner optimizer, and the update of a pruned
+  weight is replaced by ``-param``, so ``param + update == 0`` exactly after
+  ``optax.apply_updates``; this also kills revival through Adam moments or decoupled weight decay.
+* **Granularity**: ``"unstructured"`` (here), ``"neuron"`` and ``"n:m"`` (see
+  :mod:`mann_jax.pruning.structured`).
+* **Prunable leaves** (unstructured and n:m): by default the expert matrices ``layer0/alpha``,
+  ``layer1/alpha``, ``layer2/alpha``; :data:`EXPERTS_AND_GATING` adds the gating kernels. A filter
+  is a regex (full match on the ``/``-joined path) or ``(path, leaf) -> bool``; leaves named
+  ``bias`` or ``beta``, and scalars, are never selected. Neuron granularity fixes its own leaves.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from mann_jax.pruning import structured
+from mann_jax.pruning.schedules import Schedule
+from mann_jax.pruning.scoring import count_for_sparsity, get_score, lowest_k
+
+Scope = Literal["global", "local"]
+Granularity = Literal["unstructured", "neuron", "n:m"]
+PrunableFn = Callable[[str, Any], bool]
+
+#: Regex of the default prunable leaves: the motion network's expert weight matrices.
+EXPERTS: str = r"layer\d+/alpha"
+#: Regex adding the gating network's kernels.
+EXPERTS_AND_GATING: str = r"layer\d+/alpha|gating/layer\d+/kernel"
+
+_NEVER = ("bias", "beta")
+
+
+class PruningState(NamedTuple):
+    """Optimizer state of :func:`prune`.
+
+    Attributes:
+        count: int32 number of updates applied so far.
+        target_sparsity: float32 final sparsity (fraction of prunable weights, or of hidden units
+            for ``"neuron"``).
+        masks: Bool tree shaped like the parameters (full-shape masks on pruned leaves, scalar
+            ``True`` elsewhere; True = kept).
+        inner_state: State of the wrapped transformation.
+    """
+
+    count: jax.Array
+    target_sparsity: jax.Array
+    masks: Any
+    inner_state: Any
+
+
+def path_string(path: tuple[Any, ...]) -> str:
+    """``"layer0/alpha"`` from a ``jax.tree_util`` key path."""
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def default_prunable(path: str, leaf: Any) -> bool:
+    """The expert weight matrices of the motion network (``layer<i>/alpha``)."""
+    del leaf
+    return re.fullmatch(EXPERTS, path) is not None
+
+
+def _as_filter(prunable: PrunableFn | str | None) -> PrunableFn:
+    if prunable is None:
+        return default_prunable
+    if isinstance(prunable, str):
+        pattern = re.compile(prunable)
+        return lambda path, leaf: pattern.fullmatch(path) is not None
+    if callable(prunable):
+        return prunable
+    raise ValueError(f"prunable must be a regex string or a callable (path, leaf) -> bool, got {prunable!r}")
+
+
+def prunable_paths(params: Any, prunable: PrunableFn | str | None = None) -> list[str]:
+    """Paths of the leaves ``prunable`` selects (never ``bias``/``beta`` leaves or scalars), in tree order."""
+    select = _as_filter(prunable)
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        p = path_string(path)
+        if p.rsplit("/", 1)[-1] in _NEVER or np.ndim(leaf) == 0:
+            continue
+        if select(p, leaf):
+            out.append(p)
+    return out
+
+
+def _check_target(value: Any, granularity: str = "unstructured", n_m: tuple[int, int] = (2, 4)) -> None:
+    try:
+        v = float(value)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return  # traced: checked by the caller's caller
+    if not 0.0 <= v < 1.0 or v != v:
+        raise ValueError(f"target_sparsity must lie in [0, 1), got {v}")
+    if granularity == "n:m":
+        n, m = n_m
+        if v != 0.0 and abs(v - (1.0 - n / m)) > 1e-6:
+            raise ValueError(f"n:m pruning fixes the sparsity at 1 - n/m = {1 - n / m:g}; "
+                             f"target_sparsity must be that or 0, got {v}")
+
+
+def with_target_sparsity(state: PruningState, value: float | jax.Array) -> PruningState:
+    """``state`` with ``target_sparsity`` replaced (float32; a concrete value must lie in [0, 1))."""
+    _check_target(value)
+    return state._replace(target_sparsity=jnp.asarray(value, jnp.float32))
+
+
+def find_pruning_state(opt_state: Any) -> PruningState:
+    """The (first) :class:`PruningState` inside an optimizer state, e.g. ``train_state.opt_state``.
+
+    Raises:
+        ValueError: there is none.
+    """
+    found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, PruningState))
+             if isinstance(s, PruningState)]
+    if not found:
+        raise ValueError("no PruningState in this optimizer state (is the optimizer wrapped with prune()?)")
+    return found[0]
+
+
+def prune(
+    inner: optax.GradientTransformation,
+    *,
+    target_sparsity: float | jax.Array,
+    schedule: Schedule,
+    scope: Scope = "global",
+    criterion: str = "magnitude",
+    granularity: Granularity = "unstructured",
+    n_m: tuple[int, int] = (2, 4),
+    prunable: PrunableFn | str | None = None,
+    update_every: int = 1,
+    seed: int = 0,
+    axis_name: str | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """Wraps ``inner`` so that training prunes the model to ``target_sparsity`` (see the module docstring).
+
+    Args:
+        inner: The optimizer to wrap.
+        target_sparsity: Final sparsity in [0, 1) (initial value of ``PruningState.target_sparsity``).
+        schedule: Step count -> fraction of the target (carries the window and ``total_steps``).
+        scope: ``"global"`` (one ranking over all prunable weights) or ``"local"`` (per leaf / layer).
+        criterion: Key of :data:`mann_jax.pruning.scoring.SCORES` (``"magnitude"``, ``"random"``).
+        granularity: ``"unstructured"``, ``"neuron"`` (whole hidden units) or ``"n:m"``.
+        n_m: ``(n, m)`` for ``"n:m"``: keep ``n`` of every ``m`` inputs.
+        prunable: Leaves to prune (regex on the path, or callable); default the expert matrices.
+            Not allowed with ``"neuron"``, which fixes its leaves.
+        update_every: Steps between mask updates inside the window (>= 1).
+        seed: Seed of the ``"random"`` criterion.
+        axis_name: The ``jax.vmap`` axis name when the step runs vmapped over levels (see above).
+
+    Returns:
+        An optax transformation whose state is a :class:`PruningState`; its ``update`` needs ``params``.
+
+    Raises:
+        ValueError: bad settings (checked here; the filter is checked by ``init``).
+    """
+    if scope not in ("global", "local"):
+        raise ValueError(f"scope must be 'global' or 'local', got {scope!r}")
+    if granularity not in ("unstructured", "neuron", "n:m"):
+        raise ValueError(f"granularity must be 'unstructured', 'neuron' or 'n:m', got {granularity!r}")
+    if int(update_every) != update_every or update_every < 1:
+        raise ValueError(f"update_every must be an integer >= 1, got {update_every}")
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"schedule must be a mann_jax.pruning.Schedule (see make_schedule), got {schedule!r}")
+    n, m = (int(v) for v in n_m)
+    if granularity == "n:m" and not 1 <= n < m:
+        raise ValueError(f"n:m needs 1 <= n < m, got {n_m}")
+    if granularity == "neuron" and prunable is not None:
+        raise ValueError("neuron pruning removes hidden units of layer0/layer1; it takes no prunable filter")
+    _check_target(target_sparsity, granularity, (n, m))
+    score_fn = get_score(criterion)
+    select = _as_filter(prunable)
+    inner = optax.with_extra_args_support(inner)
+    update_every = int(update_every)
+
+    def leaf_paths(params: Any) -> tuple[list[str], Any]:
+        flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+        return [path_string(p) for p, _ in flat], treedef
+
+    def pruned_paths(params: Any) -> set[str]:
+        if granularity == "neuron":
+            return {f"{layer}/{name}" for layer, name in structured.NEURON_LEAVES}
+        return set(prunable_paths(params, select))
+
+    def init_fn(params: Any) -> PruningState:
+        if granularity == "neuron":
+            structured.check_mann_params(params)
+        chosen = pruned_paths(params)
+        if not chosen:
+            raise ValueError("the prunable filter selects no parameter (biases and scalars are never pruned); "
+                             f"paths: {leaf_paths(params)[0]}")
+        if granularity == "n:m":
+            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+                if path_string(path) in chosen:
+                    structured.check_n_m(np.shape(leaf), n, m, path_string(path))
+        masks = jax.tree_util.tree_map_with_path(
+            lambda path, leaf: jnp.ones(np.shape(leaf) if path_string(path) in chosen else (), bool), params)
+        return PruningState(
+            count=jnp.zeros([], jnp.int32),
+            target_sparsity=jnp.asarray(target_sparsity, jnp.float32),
+            masks=masks,
+            inner_state=inner.init(params),
+        )
+
+    def new_masks(params: Any, grads: Any, masks: Any, sparsity: jax.Array, count: jax.Array) -> Any:
+        paths, treedef = leaf_paths(params)
+        p_leaves = treedef.flatten_up_to(params)
+        g_leaves = treedef.flatten_up_to(grads)
+        m_leaves = treedef.flatten_up_to(masks)
+        key = jax.random.fold_in(jax.random.key(seed), count)
+        chosen = pruned_paths(params)
+
+        def scores_of(i: int, fill: float = -jnp.inf) -> jax.Array:
+            s = score_fn(p_leaves[i], g_leaves[i], jax.random.fold_in(key, i)).astype(jnp.float32)
+            return jnp.where(m_leaves[i], s, jnp.float32(fill))
+
+        out = list(m_leaves)
+        if granularity == "neuron":
+            idx = {p: i for i, p in enumerate(paths)}
+            # Pruned weights add 0 to a unit's score; pruned units themselves score -inf.
+            elem = tuple(scores_of(idx[f"layer{j}/alpha"], 0.0) for j in range(3))
+            alive = structured.units_from_masks(masks)
+            u0, u1 = structured.prune_units(structured.unit_scores(elem, alive), alive, sparsity,
+                                            scope=scope, axis_name=axis_name)
+            for (layer, name), mk in structured.leaf_masks_from_units(params, u0, u1).items():
+                out[idx[f"{layer}/{name}"]] = mk
+        elif granularity == "n:m":
+            apply = sparsity > 0
+            for i, p in enumerate(paths):
+                if p in chosen:
+                    out[i] = jnp.where(apply, structured.n_m_mask(scores_of(i), m_leaves[i], n, m), m_leaves[i])
+        else:
+            idx = [i for i, p in enumerate(paths) if p in chosen]
+            if scope == "global":
+                flat = jnp.concatenate([scores_of(i).ravel() for i in idx])
+                pruned = lowest_k(flat, count_for_sparsity(sparsity, flat.shape[0]), axis_name=axis_name)
+                start = 0
+                for i in idx:
+                    size = int(np.prod(np.shape(p_leaves[i])))
+                    out[i] = m_leaves[i] & ~pruned[start:start + size].reshape(np.shape(p_leaves[i]))
+                    start += size
+            else:
+                for i in idx:
+                    s = scores_of(i).ravel()
+                    pruned = lowest_k(s, count_for_sparsity(sparsity, s.shape[0]), axis_name=axis_name)
+                    out[i] = m_leaves[i] & ~pruned.reshape(np.shape(p_leaves[i]))
+        return treedef.unflatten(out)
+
+    def update_fn(
+        updates: optax.Updates, state: PruningState, params: optax.Params | None = None, **extra_args: Any
+    ) -> tuple[optax.Updates, PruningState]:
+        if params is None:
+            raise ValueError("prune() needs the current params in update(grads, state, params)")
+        count = state.count
+        sparsity = jnp.clip(schedule(count) * state.target_sparsity, 0.0, 1.0)
+        due = schedule.is_update_step(count, update_every)
+        due_any = due if axis_name is None else lax.pmax(due.astype(jnp.int32), axis_name) > 0
+
+        def recompute() -> Any:
+            fresh = new_masks(params, updates, state.masks, sparsity, count)
+            return jax.tree.map(lambda new, old: jnp.where(due, new, old), fresh, state.masks)
+
+        masks = lax.cond(due_any, recompute, lambda: state.masks)
+        masked = jax.tree.map(lambda g, mk: g if mk.ndim == 0 else jnp.where(mk, g, jnp.zeros_like(g)),
+                              updates, masks)
+        inner_updates, inner_state = inner.update(masked, state.inner_state, params, **extra_args)
+        out = jax.tree.map(lambda u, p, mk: u if mk.ndim == 0 else jnp.where(mk, u, -p).astype(u.dtype),
+                           inner_updates, params, masks)
+        return out, PruningState(count=optax.safe_increment(count), target_sparsity=state.target_sparsity,
+                                 masks=masks, inner_state=inner_state)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def sparsity_report(tree: Any, prunable: PrunableFn | str | None = None) -> dict[str, float]:
+    """Fraction of zeros among prunable weights, overall and per leaf (host-side, for logging).
+
+    Args:
+        tree: Parameters (zeros are counted on the leaves ``prunable`` selects), or a masks tree
+            (bool leaves; every full-shape mask counts, False = pruned).
+        prunable: Filter for parameters (default: the expert matrices); ignored for masks.
+
+    Returns:
+        ``{"overall": f, "<path>": f, ...}`` as Python floats (``"overall"`` over all counted weights).
+    """
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    is_masks = bool(flat) and all(np.asarray(leaf).dtype == np.bool_ for _, leaf in flat)
+    chosen = None if is_masks else set(prunable_paths(tree, prunable))
+    report: dict[str, float] = {}
+    zeros = total = 0
+    for path, leaf in flat:
+        p = path_string(path)
+        a = np.asarray(leaf)
+        if is_masks:
+            if a.ndim == 0:
+                continue
+            z = int(a.size - np.count_nonzero(a))
+        else:
+            if p not in chosen:
+                continue
+            z = int(a.size - np.count_nonzero(a))
+        report[p] = z / a.size if a.size else 0.0
+        zeros += z
+        total += a.size
+    report["overall"] = zeros / total if total else 0.0
+    return report
