@@ -1,7 +1,7 @@
 # Every target depends on `setup`, so each works on a fresh machine by itself.
 PY := .venv/bin/python
 
-.PHONY: setup test demo prepare-data bench-data clean
+.PHONY: setup test demo sweep bench-sweep prepare-data bench-data clean
 
 setup: .venv/.installed
 
@@ -26,3 +26,10 @@ clean:
 demo: setup
 	$(PY) -m experiments.prepare_data --config configs/default.py:runlocal
 	$(PY) -m experiments.train --config configs/default.py:runlocal --workdir runs/demo
+
+# The main job: one MANN per sparsity level (0-90 %) on the embedded data, CPU, a few minutes.
+sweep: setup
+	$(PY) -m experiments.sweep --config configs/sweep.py:runlocal --workdir runs/sweep
+
+bench-sweep: setup
+	$(PY) -m experiments.bench_sweep

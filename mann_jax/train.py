@@ -13,7 +13,9 @@ continues with exactly the batches and dropout masks the uninterrupted run would
 
 The loop (:func:`train`) adds Orbax checkpoints (resume from ``workdir``), TensorBoard events
 (losses, learning rate and weight decay, gating entropy and mean coefficients, weight histograms,
-hparams), a progress bar with loss and samples/s, and a final summary line.
+hparams), a progress bar with loss and samples/s, and a final summary line. Its step/epoch/log/
+checkpoint skeleton is :func:`run_loop`, which :mod:`mann_jax.sweep` drives with a step over many
+models (a loss per model), so the two share one loop as they share one step.
 """
 
 from __future__ import annotations

@@ -304,7 +304,8 @@ def prune(
             raise ValueError("prune() needs the current params in update(grads, state, params)")
         count = state.count
         sparsity = jnp.clip(schedule(count) * state.target_sparsity, 0.0, 1.0)
-        due = schedule.is_update_step(count, update_every)
+        # A level with target 0 never prunes: skip its (expensive) recompute.
+        due = schedule.is_update_step(count, update_every) & (state.target_sparsity > 0)
         due_any = due if axis_name is None else lax.pmax(due.astype(jnp.int32), axis_name) > 0
 
         def recompute() -> Any:

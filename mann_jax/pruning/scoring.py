@@ -195,7 +195,7 @@ def lowest_k(scores: jax.Array, k: jax.Array | int, *, axis_name: str | None = N
     at = keys == v
     needed = k - jnp.sum(below, dtype=jnp.int32)  # how many of the tied entries to take
     n_at = jnp.sum(at, dtype=jnp.int32)
-    straddle = _any_over(n_at > needed, axis_name)
+    straddle = _any_over((n_at > needed) & (k > 0), axis_name)  # k = 0 selects nothing: no tie-break
     take_at = lax.cond(
         straddle,
         lambda: at & (jnp.cumsum(at, dtype=jnp.int32) <= needed),

@@ -1,0 +1,146 @@
+"""Benchmark a K-level sparsity sweep step against K sequential single-model steps, on this machine.
+
+  python -m experiments.bench_sweep [--levels 10] [--rounds 6] [--batch_size 32] [--hidden 512]
+
+The model is the study's (8 experts x 512, batch 32), trained through the sweep's pruned optimizer
+(AdamWR + global magnitude masks). Two phases are timed, because the mask update (an exact global
+top-k over 5.5 M weights, every step inside the one-cycle window with ``update_every=1``)
+dominates a pruned step: ``update`` (every timed step recomputes the masks) and ``no_update``
+(outside the window). In each phase, interleaved over ``--rounds`` rounds (min taken: the
+machine is shared and noisy):
+
+* ``single``: K sequential single-model steps on one device (K states, the one jitted step, a
+  Python loop: what training the levels one after another costs), reported per step as
+  ``K x single``;
+* every sweep strategy of :mod:`mann_jax.sweep` over all devices (on CPU the host is split into
+  ``--cpu_devices`` XLA devices first, default one per core), and ``vmap`` and ``loop`` on one
+  device (``loop/1 device`` is what ``auto`` runs on CPU with the default ``sweep.cpu_devices = 1``).
+
+Prints a table and, as the LAST line, JSON with every figure, the device kind, what ``auto``
+picks and ``ratio`` = sweep(auto) / (K x single) in the ``update`` phase (targets: <= 0.8 on the
+2-core CPU, <= 0.2 on one GPU; the sweep must never lose to the loop of single runs: <= 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from absl import app, flags
+
+_LEVELS = flags.DEFINE_integer("levels", 10, "K: number of sparsity levels.")
+_ROUNDS = flags.DEFINE_integer("rounds", 6, "Timed rounds per phase (each candidate once per round; min taken).")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Batch size.")
+_HIDDEN = flags.DEFINE_integer("hidden", 512, "Hidden width of the experts.")
+_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "CPU: XLA devices the host is split into for this benchmark "
+                                    "(0: one per core); the 1-device variants run on the first.")
+_STRATEGIES = flags.DEFINE_list("strategies", ["vmap", "map", "unroll", "loop"], "Sweep strategies to time.")
+_PHASES = flags.DEFINE_list("phases", ["update", "no_update"], "Phases: 'update' and/or 'no_update'.")
+_ROWS = 4096  # rows of random normalised data to draw batches from
+
+
+def _config(levels: int, batch: int, hidden: int, update_every: int) -> Any:
+    """The sweep config benchmarked: the study's model at ``levels`` evenly spaced levels."""
+    from configs import sweep as sweep_config
+
+    config = sweep_config.get_config()
+    config.sweep.levels = tuple(round(i / levels, 6) for i in range(levels))
+    config.model.hidden_sizes = (hidden, hidden)
+    config.train.batch_size = batch
+    config.pruning.update_every = update_every
+    return config
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    from mann_jax import sweep
+
+    k = _LEVELS.value
+    split = _config(k, _BATCH.value, _HIDDEN.value, 1)
+    split.sweep.cpu_devices = _CPU_DEVICES.value
+    sweep.configure_cpu_devices(split)  # before JAX starts
+
+    import jax
+    import numpy as np
+
+    from mann_jax.data import layout
+    from mann_jax.train import make_train_step
+
+    devices = jax.devices()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(_ROWS, layout.INPUT_DIM)).astype(np.float32)
+    y = rng.normal(size=(_ROWS, layout.OUTPUT_DIM)).astype(np.float32)
+    batches = [rng.integers(0, _ROWS, _BATCH.value).astype(np.int32) for _ in range(8)]
+    report: dict[str, Any] = {"device_kind": devices[0].device_kind, "platform": devices[0].platform,
+                    "n_devices": len(devices), "levels": k, "batch_size": _BATCH.value,
+                    "model": f"8 experts x {_HIDDEN.value}", "phases": {}}
+    print(f"{k} levels, batch {_BATCH.value}, 8 experts x {_HIDDEN.value}, {len(devices)} x "
+          f"{devices[0].device_kind} ({devices[0].platform})")
+    for phase in _PHASES.value:
+        update_every = 1 if phase == "update" else 10**9
+        config = _config(k, _BATCH.value, _HIDDEN.value, update_every)
+        plan = sweep.make_plan(config)
+        # A long run: every step lies inside the one-cycle window (mask update on each step with
+        # update_every=1; with 10**9 only the first, untimed, step updates).
+        tx, tx_vmap = sweep.sweep_optimizers(config, n_batches=_ROWS // _BATCH.value, total_steps=10**7)
+        fns, stacked = sweep.initial_state(config, plan, tx)
+        step, vstep = make_train_step(fns, tx), make_train_step(fns, tx_vmap)
+
+        def runner(name: str, devs: list) -> sweep.Runner:
+            return sweep.make_runner(name, step=step, vmap_step=vstep, n_models=k, devices=devs, x=x, y=y)
+
+        candidates = {"single": runner("loop", devices[:1])}
+        for name in _STRATEGIES.value:
+            candidates[name] = runner(name, devices)
+        if len(devices) > 1:
+            for name in ("vmap", "loop"):
+                if name in _STRATEGIES.value:
+                    candidates[f"{name}/1 device"] = runner(name, devices[:1])
+        held = {}
+        compile_s = {}
+        for name, r in candidates.items():
+            start = time.perf_counter()
+            held[name], m = r.step(r.put(stacked), batches[0])
+            jax.block_until_ready(m["loss"])
+            compile_s[name] = time.perf_counter() - start
+        times: dict[str, list[float]] = {name: [] for name in candidates}
+        for i in range(_ROUNDS.value):
+            for name, r in candidates.items():
+                start = time.perf_counter()
+                held[name], m = r.step(held[name], batches[(i + 1) % len(batches)])
+                jax.block_until_ready(m["loss"])
+                times[name].append(time.perf_counter() - start)
+        seq = min(times["single"])
+        rows = {}
+        print(f"[{phase}] {k} x single (sequential, 1 device): {1e3 * seq:.0f} ms per step "
+              f"({1e3 * seq / k:.1f} ms per model; first call {compile_s['single']:.1f} s)")
+        for name in candidates:
+            if name == "single":
+                continue
+            best, med = min(times[name]), float(np.median(times[name]))
+            rows[name] = {"ms": round(1e3 * best, 2), "median_ms": round(1e3 * med, 2),
+                          "ratio": round(best / seq, 3), "first_call_s": round(compile_s[name], 1)}
+            print(f"[{phase}] {name:<14} {1e3 * best:8.0f} ms  ratio {best / seq:5.2f}  "
+                  f"(median {1e3 * med:.0f} ms; first call {compile_s[name]:.1f} s)")
+        report["phases"][phase] = {"single_ms": round(1e3 * seq / k, 2), "k_single_ms": round(1e3 * seq, 2),
+                                   "k_single_median_ms": round(1e3 * float(np.median(times["single"])), 2),
+                                   "strategies": rows}
+        del held, candidates
+    # What "auto" runs with the default config: its strategy on the devices a sweep gets by default
+    # (on CPU sweep.cpu_devices = 1, i.e. one device).
+    auto = sweep.default_strategy(devices[0].platform)
+    default_devices = _config(k, _BATCH.value, _HIDDEN.value, 1).sweep.cpu_devices
+    if devices[0].platform == "cpu" and default_devices == 1 and len(devices) > 1:
+        auto += "/1 device"
+    main_phase = "update" if "update" in report["phases"] else next(iter(report["phases"]))
+    strategies = report["phases"][main_phase]["strategies"]
+    report["auto"] = auto
+    report["best"] = min(strategies, key=lambda n: strategies[n]["ratio"])
+    report["ratio"] = strategies[auto]["ratio"] if auto in strategies else math.nan
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    app.run(main)

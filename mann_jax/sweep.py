@@ -1,0 +1,976 @@
+"""Sparsity sweeps: one model per sparsity level (and seed), trained together in one process.
+
+Design
+------
+* **One step, mapped.** Every model of a sweep runs the single-model step of
+  :func:`mann_jax.train.make_train_step` with the SAME pruned optimizer
+  (``make_training_optimizer(..., force_pruning=True)``, level 0 included, at target 0); each
+  model's sparsity target lives in its optimizer state (:func:`mann_jax.pruning.with_target_sparsity`),
+  so one compiled program serves every level. The models are stacked on a leading **model axis**
+  (level-major: ``(level_0, seed_0), (level_0, seed_1), ..., (level_1, seed_0), ...``); several
+  seeds per level are the second mapped axis, flattened into this one (both are embarrassingly
+  parallel, so one flat axis shards over any number of devices). There is no second implementation
+  of the step or of the loop: the loop is :func:`mann_jax.train.run_loop`.
+* **Strategies** (``sweep.strategy``), all giving the same results (tested, to float rounding):
+
+  - ``"vmap"``: ``jax.vmap(step, axis_name="level")`` over the models of each device shard (the
+    mask-update ``lax.cond`` stays a real branch through the pruning wrapper's ``axis_name``).
+  - ``"map"``: ``lax.map(step)`` over the models of each shard (a loop inside one program).
+  - ``"unroll"``: the step written out once per local model inside one program.
+  - ``"loop"``: a Python loop dispatching the one jitted single-model step per model, each model
+    living on one device (round-robin); dispatch is asynchronous, so devices run concurrently.
+    One compilation per device, none per level.
+  - ``"auto"``: ``"vmap"`` on GPU/TPU (and on several hosts). On CPU :data:`CPU_AUTO_STRATEGY`
+    (``"loop"``), which measured fastest there; with ``sweep.calibration_steps > 0`` instead
+    whichever of ``sweep.calibrate`` times fastest on copies of the initial state. The choice is
+    stored in the checkpoints and reused on resume.
+
+  The one-program strategies run under ``jax.shard_map`` over a 1-D :class:`jax.sharding.Mesh`
+  of every device (``sweep.devices`` limits it), the model axis split by
+  ``NamedSharding(mesh, P("models"))``; data are replicated. When the models do not divide the
+  devices, the axis is padded with copies of the first models (``sweep.uneven="pad"``, their
+  results dropped) or the sweep refuses (``"error"``).
+* **Why the CPU is special** (XLA:CPU, JAX 0.10.2, 2 cores; HLO dumps and micro-benchmarks):
+
+  - One single-model step already keeps both cores busy (CPU time / wall time 1.84-1.93): XLA
+    splits its large fusions and reductions, and YNNPACK runs its matmuls multi-threaded. At
+    batch 32 the step is bound by per-model memory traffic (weights read forward and backward,
+    weight gradients written, Adam moments and masks read and written: ~180 MB per model and
+    step) and, inside the pruning window, by the exact global top-k of the mask update
+    (``lowest_k``: 32 counting passes over 5.5 M keys, ~70 of the ~100 ms of a pruned step).
+    None of that is shared between levels, so no layout can make K models cost much less than K
+    single steps on this machine.
+  - ``vmap`` is slower than separate steps: the batched weight-gradient products
+    ``(L, B, K·in)ᵀ × (L, B, out)`` stay plain dots (not YNNPACK fusions; ~4x slower than L
+    separate dots), a row-wise reduction over ``(L, N)`` keys runs ~2x slower than L 1-D
+    reductions (so the batched top-k search costs ~2x), and with the ``axis_name`` or-ed
+    predicates every level runs the top-k tie-break branch whenever one level needs it (level 0,
+    with ``k = 0``, does on every update step). ``lax.map`` and ``unroll`` build larger programs
+    that XLA:CPU runs 1.3-2.2x slower than separate calls (no large copies in the HLO).
+  - Splitting the host into one XLA device per core (``sweep.cpu_devices = 0``) runs devices
+    concurrently, but each step already uses both cores: measured from -5 % to +16 % against one
+    device, so the default is one device (``sweep.cpu_devices = 1``). More devices than cores
+    (e.g. one per level) oversubscribe: 1.4-1.6x slower.
+  - Hence on CPU ``"auto"`` = ``"loop"`` on one device: the same work as running the levels one
+    after another (ratio ~1.0 per step), without K process starts, data loads and compilations.
+
+  Measured (``python -m experiments.bench_sweep``; 8 experts x 512, batch 32, K = 10; time per
+  sweep step / (10 x one single-model step); min over interleaved rounds on a shared, noisy
+  machine):
+
+  ==========================  ========================  =====================
+  strategy                    mask update every step    outside the window
+  ==========================  ========================  =====================
+  vmap, 1 device              1.76-1.89                 0.94-1.09
+  vmap, 2 CPU devices         1.52-1.73                 0.90-1.07
+  map, 2 CPU devices          1.06-1.29                 1.84-2.15
+  unroll, 2 CPU devices       0.90-1.11                 1.57-1.81
+  loop, 2 CPU devices         0.94-1.16                 0.87-0.95
+  loop, 1 device ("auto")     1.05 (same work: noise)   0.95
+  ==========================  ========================  =====================
+
+  The 0.8 target is not met on this CPU, for the reasons above. End to end, ``make sweep`` (10
+  levels, 1224 steps each) took 94-109 s against 189 s for ten ``experiments.train`` runs of the
+  same levels one after another, with identical results: the sweep saves the per-run process
+  start, data load, compilation and bookkeeping, not step time.
+
+* **Memory.** :func:`estimate_memory` counts the stacked state per device (parameters, Adam
+  moments, masks), the step's working memory and the replicated data; :func:`check_memory`
+  refuses with a suggestion when it does not fit the device memory (on CPU: the available RAM,
+  via psutil, which the host copies share), or ``sweep.max_memory_gb`` when set.
+* **Outputs** in ``workdir``: ``checkpoints/`` (Orbax: the whole stacked state of the real models,
+  host-side, independent of the device layout, so a resume may use other devices or strategy),
+  ``tensorboard/<model>`` (one run per model: losses, learning rate, sparsity, gating entropy;
+  TensorBoard overlays them) and ``tensorboard/combined`` (final losses, sparsity, size and MFLOPs
+  against the level in percent as the step axis, and the plot), ``results.csv`` / ``results.json``
+  (level, seed, actual sparsity, non-zeros, Mb, MFLOPs, train/validation loss), and
+  ``val_loss_vs_sparsity.png``.
+
+Multi-host
+----------
+Start one process per host with the same command and call ``jax.distributed.initialize()``
+before anything else touches JAX (``experiments.sweep --multihost`` does; coordinator address,
+process count and id come from the usual ``JAX_COORDINATOR_ADDRESS`` / cluster environment).
+``jax.devices()`` then lists every device of every host; the mesh spans them all, host copies of
+the state are gathered with ``multihost_utils.process_allgather``, and only process 0 writes
+TensorBoard events, the table and the plot. (Written for, but not tested on, a multi-host
+cluster.)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from mann_jax import optim, pruning
+from mann_jax.checkpoint import Checkpoints
+from mann_jax.data.dataset import Dataset
+from mann_jax.metric_writer import MetricWriter
+from mann_jax.pruning import accounting
+from mann_jax.train import (
+    ModelFunctions,
+    TrainingError,
+    TrainState,
+    batch_order,
+    build_model,
+    check_checkpoint_setup,
+    gating_statistics,
+    init_state,
+    make_eval_loss,
+    make_pruning_schedule,
+    make_train_step,
+    make_training_optimizer,
+    run_loop,
+    training_data,
+)
+
+#: Strategies by name (``"auto"`` resolves to one of the others).
+STRATEGIES: tuple[str, ...] = ("auto", "vmap", "map", "unroll", "loop")
+#: What ``"auto"`` picks on CPU without calibration (measured fastest there; see the module docstring).
+CPU_AUTO_STRATEGY: str = "loop"
+#: The ``jax.vmap`` axis name of the ``"vmap"`` strategy (passed to the pruning wrapper).
+LEVEL_AXIS: str = "level"
+#: The mesh axis the model axis is sharded over.
+MESH_AXIS: str = "models"
+#: Settings that may change between a sweep and its resumption (besides train.py's).
+RESUMABLE_SWEEP_CHANGES: frozenset[str] = frozenset({
+    "sweep.strategy", "sweep.devices", "sweep.cpu_devices", "sweep.uneven", "sweep.max_memory_gb",
+    "sweep.calibration_steps", "sweep.calibrate", "sweep.eval_every_epochs"})
+
+Step = Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict[str, jax.Array]]]
+
+
+class SweepConfigError(ValueError):
+    """The ``sweep`` settings are invalid (the message names the setting)."""
+
+
+class SweepMemoryError(TrainingError):
+    """The stacked state does not fit; the message gives the estimate and what to change."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The plan: which models
+# ----------------------------------------------------------------------------------------------
+
+
+def level_name(level: float) -> str:
+    """``"level_00"``, ``"level_90"``, ``"level_12.5"``: the level in percent."""
+    pct = float(level) * 100.0
+    if abs(pct - round(pct)) < 1e-6:
+        return f"level_{int(round(pct)):02d}"
+    return f"level_{pct:.4f}".rstrip("0")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """The models of a sweep, in model-axis order (level-major).
+
+    Attributes:
+        levels: Target sparsity per level.
+        seeds: Seeds per level (the second mapped axis).
+        model_levels: Level of each model.
+        model_seeds: Seed of each model (weights and dropout; the data order too when not shared).
+        names: Name of each model (TensorBoard run, table row).
+        shared_data_order: Every model sees the same batches (from ``train.seed``).
+        data_seed: Seed of the shared data order.
+    """
+
+    levels: tuple[float, ...]
+    seeds: tuple[int, ...]
+    model_levels: tuple[float, ...]
+    model_seeds: tuple[int, ...]
+    names: tuple[str, ...]
+    shared_data_order: bool
+    data_seed: int
+
+    @property
+    def n_models(self) -> int:
+        """Number of models (levels x seeds)."""
+        return len(self.model_levels)
+
+
+def _section(config: Any) -> Any:
+    if "sweep" not in config:
+        raise SweepConfigError("the config has no 'sweep' section; start from configs/sweep.py")
+    return config.sweep
+
+
+def make_plan(config: Any) -> SweepPlan:
+    """Validates ``config.sweep`` and lists the models.
+
+    Raises:
+        SweepConfigError: an empty or duplicated level list, a level outside [0, 1), bad seeds, an
+            unknown strategy or ``uneven`` mode, negative counts, or levels n:m pruning cannot reach.
+    """
+    sc = _section(config)
+    try:
+        levels = tuple(float(v) for v in sc.levels)
+    except (TypeError, ValueError):
+        raise SweepConfigError(f"sweep.levels must be a list of numbers, got {sc.levels!r}") from None
+    if not levels:
+        raise SweepConfigError("sweep.levels is empty: give at least one sparsity level in [0, 1)")
+    for v in levels:
+        if not (math.isfinite(v) and 0.0 <= v < 1.0):
+            raise SweepConfigError(f"sweep.levels: every level must lie in [0, 1), got {v}")
+    if len(set(levels)) != len(levels):
+        raise SweepConfigError(f"sweep.levels has duplicates: {levels}")
+    if config.pruning.granularity == "n:m":
+        n, m = (int(v) for v in config.pruning.n_m)
+        for v in levels:
+            if v != 0.0 and abs(v - (1.0 - n / m)) > 1e-6:
+                raise SweepConfigError(f"sweep.levels: n:m pruning fixes the sparsity at {1 - n / m:g}; got {v}")
+    seeds = tuple(int(s) for s in sc.seeds) if len(sc.seeds) else (int(config.train.seed),)
+    if len(set(seeds)) != len(seeds):
+        raise SweepConfigError(f"sweep.seeds has duplicates: {seeds}")
+    if sc.strategy not in STRATEGIES:
+        raise SweepConfigError(f"sweep.strategy must be one of {STRATEGIES}, got {sc.strategy!r}")
+    if sc.uneven not in ("pad", "error"):
+        raise SweepConfigError(f"sweep.uneven must be 'pad' or 'error', got {sc.uneven!r}")
+    for key in ("devices", "cpu_devices", "calibration_steps", "eval_every_epochs", "max_memory_gb"):
+        if sc[key] < 0:
+            raise SweepConfigError(f"sweep.{key} must be >= 0, got {sc[key]}")
+    if int(sc.eval_every_epochs) == 0:
+        raise SweepConfigError("sweep.eval_every_epochs must be >= 1")
+    for s in sc.calibrate:
+        if s not in STRATEGIES[1:]:
+            raise SweepConfigError(f"sweep.calibrate: unknown strategy {s!r}; known: {STRATEGIES[1:]}")
+    model_levels, model_seeds, names = [], [], []
+    for i, level in enumerate(levels):
+        for seed in seeds:
+            model_levels.append(level)
+            model_seeds.append(seed + 1000 * i if sc.per_level_seeds else seed)
+            names.append(level_name(level) + (f"_seed_{seed}" if len(seeds) > 1 else ""))
+    return SweepPlan(levels=levels, seeds=seeds, model_levels=tuple(model_levels), model_seeds=tuple(model_seeds),
+                     names=tuple(names), shared_data_order=bool(sc.shared_data_order),
+                     data_seed=int(config.train.seed))
+
+
+# ----------------------------------------------------------------------------------------------
+# Devices
+# ----------------------------------------------------------------------------------------------
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def configure_cpu_devices(config: Any) -> int | None:
+    """Splits the host CPU into XLA devices for the sweep; call before JAX starts a backend.
+
+    The number is ``sweep.cpu_devices``, or with 0 one per usable core, capped by the number of
+    models. Does nothing (returns None) when ``XLA_FLAGS`` already sets
+    ``--xla_force_host_platform_device_count`` or a backend is already running (then warns when
+    it has a different count).
+    """
+    plan = make_plan(config)
+    n = int(config.sweep.cpu_devices) or min(usable_cores(), plan.n_models)
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    from jax._src import xla_bridge  # no public query for "backend started"
+
+    if xla_bridge.backends_are_initialized():
+        if jax.default_backend() == "cpu" and jax.device_count() != n:
+            warnings.warn(f"JAX already runs with {jax.device_count()} CPU device(s); the sweep uses those "
+                          f"(call configure_cpu_devices before any JAX computation to get {n})", stacklevel=2)
+        return None
+    jax.config.update("jax_num_cpu_devices", n)
+    return n
+
+
+def sweep_devices(config: Any) -> list[jax.Device]:
+    """The devices the sweep shards over: all (``sweep.devices == 0``) or the first ``sweep.devices``."""
+    devices = jax.devices()
+    n = int(config.sweep.devices)
+    if n > len(devices):
+        raise SweepConfigError(f"sweep.devices = {n} but only {len(devices)} device(s) are available")
+    return devices[:n] if n else devices
+
+
+# ----------------------------------------------------------------------------------------------
+# Memory
+# ----------------------------------------------------------------------------------------------
+
+
+def _nbytes(tree: Any) -> int:
+    """Bytes of a pytree of arrays or ShapeDtypeStructs."""
+    return int(sum(np.dtype(a.dtype).itemsize * math.prod(np.shape(a)) for a in jax.tree.leaves(tree)))
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """Estimated memory of a sweep (bytes).
+
+    Attributes:
+        state_per_model: One model's train state (parameters, optimizer state with masks, step, key).
+        work_per_model: The step's working memory per model (gradients, updates, temporaries, activations).
+        data_per_device: Training data replicated on each device.
+        models_per_device: Models (padding included) on the busiest device.
+        n_devices: Devices used.
+        host_copies: Host-side copies of the stacked state (initial state, checkpoint gathers).
+        shared_host: The devices share the host's RAM (CPU).
+        device_budget: Bytes available per device (None: unknown).
+        host_budget: Bytes of host RAM available.
+        device_kind: For messages.
+    """
+
+    state_per_model: int
+    work_per_model: int
+    data_per_device: int
+    models_per_device: int
+    n_devices: int
+    host_copies: int
+    shared_host: bool
+    device_budget: int | None
+    host_budget: int | None
+    device_kind: str
+
+    @property
+    def per_device(self) -> int:
+        """Peak bytes on one device."""
+        return self.models_per_device * (self.state_per_model + self.work_per_model) + self.data_per_device
+
+    @property
+    def host(self) -> int:
+        """Peak bytes of host RAM (all CPU devices included when they share it)."""
+        return self.host_copies + (self.per_device * self.n_devices if self.shared_host else 0)
+
+    def describe(self) -> str:
+        """One line: the estimate and the budget."""
+        gib = 2.0**30
+        text = (f"memory estimate: {self.models_per_device} model(s) x "
+                f"{(self.state_per_model + self.work_per_model) / 2**20:.1f} MiB + data "
+                f"{self.data_per_device / 2**20:.1f} MiB = {self.per_device / gib:.2f} GiB per device "
+                f"({self.n_devices} x {self.device_kind})")
+        if self.device_budget is not None and not self.shared_host:
+            text += f", {self.device_budget / gib:.2f} GiB available per device"
+        if self.host_budget is not None:
+            text += f"; host {self.host / gib:.2f} GiB of {self.host_budget / gib:.2f} GiB available"
+        return text
+
+
+def estimate_memory(
+    model_state: Any, *, data_bytes: int, n_models: int, models_per_device: int, devices: Sequence[jax.Device],
+    max_memory_gb: float = 0.0,
+) -> MemoryEstimate:
+    """Estimates a sweep's memory from ONE model's state (a pytree of arrays or ShapeDtypeStructs).
+
+    The step's working memory is taken as three times the parameters (gradients, optimizer
+    updates, temporaries) plus 10 % of the state; budgets come from ``max_memory_gb`` when > 0,
+    else from the device's ``memory_stats()`` and psutil's available RAM.
+    """
+    import psutil
+
+    state = _nbytes(model_state)
+    params = _nbytes(model_state.params) if hasattr(model_state, "params") else state
+    work = 3 * params + state // 10
+    platform = devices[0].platform
+    shared = platform == "cpu"
+    host_budget = int(psutil.virtual_memory().available)
+    device_budget: int | None = None
+    if max_memory_gb > 0:
+        device_budget = host_budget = int(max_memory_gb * 2**30)
+    elif not shared:
+        stats = devices[0].memory_stats() or {}
+        if "bytes_limit" in stats:
+            device_budget = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    return MemoryEstimate(state_per_model=state, work_per_model=work, data_per_device=int(data_bytes),
+                          models_per_device=int(models_per_device), n_devices=len(devices),
+                          host_copies=2 * n_models * state, shared_host=shared, device_budget=device_budget,
+                          host_budget=host_budget, device_kind=devices[0].device_kind)
+
+
+def check_memory(estimate: MemoryEstimate) -> None:
+    """Raises :class:`SweepMemoryError` (with the estimate and a suggestion) when the sweep cannot fit."""
+    gib = 2.0**30
+    hint = ("; use fewer levels per shard (fewer sweep.levels or sweep.seeds, or more devices), a smaller "
+            "train.batch_size or model, or set sweep.max_memory_gb if the estimate is wrong")
+    if estimate.device_budget is not None and not estimate.shared_host and estimate.per_device > estimate.device_budget:
+        raise SweepMemoryError(
+            f"the sweep needs about {estimate.per_device / gib:.2f} GiB per device "
+            f"({estimate.models_per_device} models x {(estimate.state_per_model + estimate.work_per_model) / 2**20:.1f}"
+            f" MiB + data {estimate.data_per_device / 2**20:.1f} MiB) but {estimate.device_kind} has "
+            f"{estimate.device_budget / gib:.2f} GiB available" + hint)
+    if estimate.host_budget is not None and estimate.host > estimate.host_budget:
+        raise SweepMemoryError(
+            f"the sweep needs about {estimate.host / gib:.2f} GiB of host memory ({estimate.n_devices} device(s) x "
+            f"{estimate.models_per_device} models x {(estimate.state_per_model + estimate.work_per_model) / 2**20:.1f}"
+            f" MiB, data and host copies) but only {estimate.host_budget / gib:.2f} GiB are available" + hint)
+
+
+# ----------------------------------------------------------------------------------------------
+# Strategies
+# ----------------------------------------------------------------------------------------------
+
+
+def stack(states: Sequence[Any]) -> Any:
+    """Host-side (numpy) stack of per-model pytrees along a new leading model axis."""
+    return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *states)
+
+
+def unstack(stacked: Any, i: int) -> Any:
+    """Model ``i`` of a stacked pytree."""
+    return jax.tree.map(lambda a: a[i], stacked)
+
+
+def _gather(tree: Any) -> Any:
+    """Host numpy copy of a (possibly multi-host sharded) pytree."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
+class Runner:
+    """Runs one step of every model; knows how the models are laid out on the devices.
+
+    ``held`` is the runner's own layout of the models; :meth:`put` and :meth:`get` convert from
+    and to the host-side stacked state (leading model axis, real models only).
+    """
+
+    strategy: str
+    n_models: int
+    devices: list[jax.Device]
+
+    def put(self, stacked: Any) -> Any:
+        """Places a host-side stacked state (M models) in this runner's layout."""
+        raise NotImplementedError
+
+    def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
+        """Host-side stacked copy of ``select(state)`` of every model (M leading)."""
+        raise NotImplementedError
+
+    def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
+        """One step of every model: ``rows`` ``(B,)`` shared, or ``(M, B)`` one per model."""
+        raise NotImplementedError
+
+    def get(self, held: Any) -> Any:
+        """The whole host-side stacked state."""
+        return self.gather(held)
+
+
+class StackedRunner(Runner):
+    """``"vmap"``, ``"map"`` or ``"unroll"``: one program over the stacked models, sharded over a mesh.
+
+    Args:
+        strategy: ``"vmap"``, ``"map"`` or ``"unroll"``.
+        step: The single-model step (pruning ``axis_name=None``).
+        vmap_step: The same step built with ``axis_name=LEVEL_AXIS`` (for ``"vmap"``).
+        n_models: Real models.
+        devices: Mesh devices.
+        x, y: Training arrays (replicated).
+        per_model_rows: Rows are ``(M, B)`` (one data order per model) instead of shared ``(B,)``.
+        uneven: ``"pad"`` or ``"error"`` when ``n_models`` does not divide the devices.
+    """
+
+    def __init__(self, strategy: str, *, step: Step, vmap_step: Step, n_models: int, devices: Sequence[jax.Device],
+                 x: np.ndarray, y: np.ndarray, per_model_rows: bool, uneven: str = "pad") -> None:
+        if strategy not in ("vmap", "map", "unroll"):
+            raise SweepConfigError(f"StackedRunner runs 'vmap', 'map' or 'unroll', not {strategy!r}")
+        self.strategy, self.n_models, self.devices = strategy, n_models, list(devices)
+        d = len(self.devices)
+        if n_models % d and uneven == "error":
+            raise SweepConfigError(f"{n_models} models do not divide over {d} devices (sweep.uneven='error'); "
+                                   f"use a multiple of {d} levels x seeds, sweep.devices, or sweep.uneven='pad'")
+        self.padded = -(-n_models // d) * d
+        self.per_model_rows = per_model_rows
+        self.mesh = Mesh(np.array(self.devices), (MESH_AXIS,))
+        self._sharded = NamedSharding(self.mesh, P(MESH_AXIS))
+        self._replicated = NamedSharding(self.mesh, P())
+        self._x = jax.device_put(x, self._replicated)
+        self._y = jax.device_put(y, self._replicated)
+        rows_spec = P(MESH_AXIS) if per_model_rows else P()
+        rows_axis = 0 if per_model_rows else None
+
+        def per_shard(states: TrainState, xa: jax.Array, ya: jax.Array, rows: jax.Array):
+            if strategy == "vmap":
+                return jax.vmap(vmap_step, in_axes=(0, None, None, rows_axis), axis_name=LEVEL_AXIS)(
+                    states, xa, ya, rows)
+            if strategy == "map":
+                if per_model_rows:
+                    return lax.map(lambda sr: step(sr[0], xa, ya, sr[1]), (states, rows))
+                return lax.map(lambda s: step(s, xa, ya, rows), states)
+            local = jax.tree.leaves(states)[0].shape[0]
+            traced_once = jax.jit(step)  # one trace, inlined once per local model
+            outs = [traced_once(unstack(states, i), xa, ya, rows[i] if per_model_rows else rows)
+                    for i in range(local)]
+            return jax.tree.map(lambda *a: jnp.stack(a), *outs)
+
+        mapped = jax.shard_map(per_shard, mesh=self.mesh, in_specs=(P(MESH_AXIS), P(), P(), rows_spec),
+                               out_specs=(P(MESH_AXIS), P(MESH_AXIS)), check_vma=False)
+        self._step = jax.jit(mapped, donate_argnums=0)
+
+    def _pad(self, a: np.ndarray) -> np.ndarray:
+        if self.padded == self.n_models:
+            return a
+        return np.concatenate([a, a[np.arange(self.padded - self.n_models) % self.n_models]])
+
+    def put(self, stacked: Any) -> Any:
+        return jax.device_put(jax.tree.map(self._pad, stacked), self._sharded)
+
+    def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
+        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(select(held)))
+
+    def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
+        if self.per_model_rows:
+            rows = self._pad(np.asarray(rows))
+        held, metrics = self._step(held, self._x, self._y, rows)
+        return held, {"loss": metrics["loss"][: self.n_models]}
+
+
+class LoopRunner(Runner):
+    """``"loop"``: the jitted single-model step dispatched per model; model ``i`` lives on device ``i % D``.
+
+    Args:
+        step: The single-model step (pruning ``axis_name=None``).
+        n_models: Models.
+        devices: Devices to spread the models over.
+        x, y: Training arrays (one copy per device).
+        per_model_rows: Rows are ``(M, B)`` instead of shared ``(B,)``.
+    """
+
+    strategy = "loop"
+
+    def __init__(self, *, step: Step, n_models: int, devices: Sequence[jax.Device], x: np.ndarray,
+                 y: np.ndarray, per_model_rows: bool) -> None:
+        if jax.process_count() > 1:
+            raise SweepConfigError("the 'loop' strategy runs in one process; use 'vmap', 'map' or 'unroll' "
+                                   "on several hosts")
+        self.n_models, self.devices = n_models, list(devices)[:n_models]
+        self.per_model_rows = per_model_rows
+        self._data = [(jax.device_put(x, d), jax.device_put(y, d)) for d in self.devices]
+        self._step = jax.jit(step, donate_argnums=0)
+
+    def _device(self, i: int) -> int:
+        return i % len(self.devices)
+
+    def put(self, stacked: Any) -> Any:
+        return [jax.device_put(jax.tree.map(lambda a: np.array(a[i]), stacked), self.devices[self._device(i)])
+                for i in range(self.n_models)]
+
+    def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
+        return stack(_gather([select(s) for s in held]))
+
+    def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
+        rows = np.asarray(rows)
+        new, losses = [], []
+        for i, state in enumerate(held):
+            x, y = self._data[self._device(i)]
+            state, metrics = self._step(state, x, y, rows[i] if self.per_model_rows else rows)
+            new.append(state)
+            losses.append(jax.device_put(metrics["loss"], self.devices[0]))
+        return new, {"loss": jnp.stack(losses)}
+
+
+def make_runner(
+    strategy: str, *, step: Step, vmap_step: Step, n_models: int, devices: Sequence[jax.Device], x: np.ndarray,
+    y: np.ndarray, per_model_rows: bool = False, uneven: str = "pad",
+) -> Runner:
+    """The runner of a resolved strategy (``"vmap"``, ``"map"``, ``"unroll"`` or ``"loop"``)."""
+    if strategy == "loop":
+        return LoopRunner(step=step, n_models=n_models, devices=devices, x=x, y=y, per_model_rows=per_model_rows)
+    return StackedRunner(strategy, step=step, vmap_step=vmap_step, n_models=n_models, devices=devices, x=x, y=y,
+                         per_model_rows=per_model_rows, uneven=uneven)
+
+
+def default_strategy(platform: str) -> str:
+    """``"auto"`` without calibration: ``"vmap"`` on accelerators (and multi-host), :data:`CPU_AUTO_STRATEGY` on CPU."""
+    return CPU_AUTO_STRATEGY if platform == "cpu" and jax.process_count() == 1 else "vmap"
+
+
+def time_runner(runner: Runner, held: Any, rows: np.ndarray, *, steps: int) -> tuple[Any, float]:
+    """Seconds per step of ``runner`` (min over ``steps`` timed steps after one warm-up/compile step)."""
+    held, m = runner.step(held, rows)
+    jax.block_until_ready(m["loss"])
+    best = math.inf
+    for _ in range(steps):
+        start = time.perf_counter()
+        held, m = runner.step(held, rows)
+        jax.block_until_ready(m["loss"])
+        best = min(best, time.perf_counter() - start)
+    return held, best
+
+
+def calibrate(make: Callable[[str], Runner], stacked: Any, rows: np.ndarray, candidates: Sequence[str], *,
+              steps: int) -> dict[str, float]:
+    """Seconds per step of each candidate strategy, run on copies of ``stacked`` (discarded)."""
+    times = {}
+    for name in candidates:
+        runner = make(name)
+        held, times[name] = time_runner(runner, runner.put(stacked), rows, steps=steps)
+        del held
+    return times
+
+
+# ----------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------
+
+TABLE_COLUMNS: tuple[str, ...] = ("name", "level", "seed", "actual_sparsity", "nonzero", "nonzero_expert_weights",
+                                  "size_mb", "mflops", "train_loss", "val_loss")
+
+
+def sparsity_per_model(masks: Any) -> np.ndarray:
+    """Fraction of pruned entries among all full-shape masks, per model of a stacked masks tree."""
+    zeros = total = 0
+    for a in jax.tree.leaves(masks):
+        a = np.asarray(a)
+        if a.ndim <= 1:  # stacked scalar True: a leaf that is not pruned
+            continue
+        per = a.reshape(a.shape[0], -1)
+        zeros = zeros + (per.shape[1] - np.count_nonzero(per, axis=1))
+        total += per.shape[1]
+    return np.asarray(zeros, np.float64) / total if total else np.zeros(np.shape(zeros))
+
+
+def _full_masks(params: Any, masks: Any) -> Any:
+    """Masks broadcast to their parameters' shapes (the accounting wants full shapes)."""
+    return jax.tree.map(lambda p, m: np.broadcast_to(np.asarray(m), np.shape(p)), params, masks)
+
+
+def table_row(name: str, level: float, seed: int, params: Any, masks: Any, train_loss: float,
+              val_loss: float) -> dict[str, Any]:
+    """One results row: actual sparsity, non-zeros, Mb and MFLOPs of the masked model, and its losses."""
+    full = _full_masks(params, masks)
+    counts = accounting.nonzero_counts(params, full)
+    return {
+        "name": name,
+        "level": float(level),
+        "seed": int(seed),
+        "actual_sparsity": float(pruning.sparsity_report(masks)["overall"]),
+        "nonzero": counts.total,
+        "nonzero_expert_weights": counts.expert_weights,
+        "size_mb": accounting.model_size_mb(params, full),
+        "mflops": accounting.flops_per_frame(params, full).mflops,
+        "train_loss": float(train_loss),
+        "val_loss": float(val_loss),
+    }
+
+
+def write_table(rows: Sequence[dict[str, Any]], workdir: Path, extra: dict[str, Any]) -> None:
+    """``results.csv`` (one row per model) and ``results.json`` (``extra`` plus the rows)."""
+    with open(workdir / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
+        writer.writeheader()
+        writer.writerows([{k: r[k] for k in TABLE_COLUMNS} for r in rows])
+    (workdir / "results.json").write_text(json.dumps({**extra, "rows": list(rows)}, indent=2))
+
+
+def plot_results(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Validation (and training) loss against actual sparsity, one point per model, the seed mean as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    by_level: dict[float, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_level.setdefault(r["level"], []).append(r)
+    levels = sorted(by_level)
+    xs = [100 * np.mean([r["actual_sparsity"] for r in by_level[v]]) for v in levels]
+    for key, style, label in (("val_loss", "o-", "validation"), ("train_loss", "s--", "training")):
+        ys = [np.mean([r[key] for r in by_level[v]]) for v in levels]
+        if not np.all(np.isfinite(ys)):
+            continue
+        note = " (last logging window, dropout on)" if key == "train_loss" else " (dropout off)"
+        ax.plot(xs, ys, style, label=f"{label} loss{note}" + (", mean over seeds" if len(rows) > len(levels) else ""))
+        if len(rows) > len(levels):
+            ax.scatter([100 * r["actual_sparsity"] for r in rows], [r[key] for r in rows], s=10, alpha=0.5)
+    ax.set_xlabel("actual sparsity of the prunable weights (%)")
+    ax.set_ylabel("MSE (normalised outputs)")
+    ax.set_title("Loss against sparsity")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# The sweep
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """What a finished sweep reports.
+
+    Attributes:
+        plan: The models.
+        rows: The results table (one dict per model, :data:`TABLE_COLUMNS`).
+        state: Host-side stacked final state (leading model axis).
+        strategy: The strategy that ran.
+        n_devices: Devices used.
+        steps: Steps of the whole run.
+        seconds: Wall time of this call.
+        samples_per_second: Training samples of all models per second in this call.
+        memory: The memory estimate.
+        calibration: Seconds per step by strategy, when calibrated.
+    """
+
+    plan: SweepPlan
+    rows: list[dict[str, Any]]
+    state: Any
+    strategy: str
+    n_devices: int
+    steps: int
+    seconds: float
+    samples_per_second: float
+    memory: MemoryEstimate
+    calibration: dict[str, float] | None
+
+
+def initial_state(config: Any, plan: SweepPlan, tx: optax.GradientTransformation) -> tuple[ModelFunctions, Any]:
+    """The model functions and the host-side stacked initial state of every model of ``plan``."""
+    fns_by_seed: dict[int, ModelFunctions] = {}
+    states = []
+    for level, seed in zip(plan.model_levels, plan.model_seeds):
+        if seed not in fns_by_seed:
+            fns_by_seed[seed] = ModelFunctions.of(build_model(config.model, seed=seed))
+        state = init_state(fns_by_seed[seed], tx, seed=seed)
+        state = state.replace(opt_state=_set_target(state.opt_state, level))
+        states.append(jax.device_get(state))
+    return fns_by_seed[plan.model_seeds[0]], stack(states)
+
+
+def _set_target(opt_state: Any, level: float) -> Any:
+    """``opt_state`` with the (only) PruningState's target set to ``level``."""
+    def fix(node: Any) -> Any:
+        return pruning.with_target_sparsity(node, level) if isinstance(node, pruning.PruningState) else node
+
+    return jax.tree.map(fix, opt_state, is_leaf=lambda n: isinstance(n, pruning.PruningState))
+
+
+def sweep_optimizers(config: Any, *, n_batches: int, total_steps: int) -> tuple[Any, Any]:
+    """The sweep's pruned optimizer, without and with the vmap ``axis_name`` (the same transformation)."""
+    kw = dict(n_batches=n_batches, total_steps=total_steps, force_pruning=True)
+    return make_training_optimizer(config, **kw), make_training_optimizer(config, axis_name=LEVEL_AXIS, **kw)
+
+
+def run_sweep(
+    config: Any,
+    workdir: str | os.PathLike,
+    *,
+    dataset: Dataset | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    wrap_step: Callable[[Step], Step] | None = None,
+) -> SweepResult:
+    """Trains (or resumes) every model of ``config.sweep`` in ``workdir`` (see the module docstring).
+
+    Args:
+        config: A config with ``data``, ``model``, ``train``, ``pruning`` and ``sweep`` sections
+            (``configs/sweep.py``); ``pruning.target_sparsity`` is ignored (the levels replace it).
+        workdir: Output directory; resumes from its checkpoints when it holds a sweep of this setup.
+        dataset: The dataset, if already built.
+        progress: Show a progress bar and print the memory estimate.
+        stop_after: Stop after this many steps (checkpointed), e.g. to fit a time slot.
+        wrap_step: Applied to the single-model step functions before mapping (tests wrap them with
+            ``chex.assert_max_traces``).
+
+    Raises:
+        SweepConfigError: bad sweep settings.
+        SweepMemoryError: the models do not fit.
+        CheckpointError: ``workdir`` holds a different setup.
+    """
+    workdir = Path(workdir)
+    plan = make_plan(config)
+    sc, tc = config.sweep, config.train
+    data = training_data(config, dataset, progress=progress)
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
+    n_batches, total_steps, batch_size = data.n_batches, data.total_steps, data.batch_size
+    tx, tx_vmap = sweep_optimizers(config, n_batches=n_batches, total_steps=total_steps)
+    fns, stacked = initial_state(config, plan, tx)
+    step_plain, step_vmap = make_train_step(fns, tx), make_train_step(fns, tx_vmap)
+    if wrap_step is not None:
+        step_plain, step_vmap = wrap_step(step_plain), wrap_step(step_vmap)
+    devices = sweep_devices(config)
+    platform = devices[0].platform
+
+    writer_main = jax.process_index() == 0
+    calibrating = sc.strategy == "auto" and int(sc.calibration_steps) > 0
+    memory = estimate_memory(unstack(stacked, 0), data_bytes=x_train.nbytes + y_train.nbytes,
+                             n_models=plan.n_models * (2 if calibrating else 1),
+                             models_per_device=-(-plan.n_models // len(devices)), devices=devices,
+                             max_memory_gb=float(sc.max_memory_gb))
+    if progress and writer_main:
+        tqdm.write(memory.describe())
+    check_memory(memory)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_dict = config.to_dict()
+    checkpoints = Checkpoints(workdir / "checkpoints", save_every=int(tc.checkpoint_every_steps),
+                              keep=int(tc.keep_checkpoints))
+    saved_strategy = None
+    if checkpoints.latest_step() is not None:
+        meta = check_checkpoint_setup(checkpoints, config_dict, data.data_key, workdir,
+                                      allowed=RESUMABLE_SWEEP_CHANGES)
+        saved_strategy = meta.get("strategy")
+        stacked, _ = checkpoints.restore(stacked)
+        stacked = jax.tree.map(np.asarray, stacked)
+    steps_done = np.asarray(stacked.step)
+    if not np.all(steps_done == steps_done[0]):
+        raise TrainingError(f"{workdir}: the checkpoint's models are at different steps {steps_done.tolist()}")
+    start_step = int(steps_done[0])
+    strategy = sc.strategy
+    if strategy == "auto" and saved_strategy in STRATEGIES[1:]:
+        strategy = saved_strategy  # resume as it ran
+    calibration = None
+    per_model_rows = not plan.shared_data_order
+
+    def rows_for_epoch(epoch: int) -> np.ndarray:
+        if plan.shared_data_order:
+            return batch_order(len(x_train), batch_size, epoch=epoch, seed=plan.data_seed, shuffle=tc.shuffle)
+        orders = [batch_order(len(x_train), batch_size, epoch=epoch, seed=s, shuffle=tc.shuffle)
+                  for s in plan.model_seeds]
+        return np.stack(orders, axis=1)  # (n_batches, M, B)
+
+    def make(name: str) -> Runner:
+        return make_runner(name, step=step_plain, vmap_step=step_vmap, n_models=plan.n_models, devices=devices,
+                           x=x_train, y=y_train, per_model_rows=per_model_rows, uneven=sc.uneven)
+
+    if strategy == "auto":
+        if calibrating and start_step < total_steps:
+            candidates = [s for s in sc.calibrate] or ["vmap", "loop"]
+            calibration = calibrate(make, stacked, rows_for_epoch(start_step // n_batches)[start_step % n_batches],
+                                    candidates, steps=int(sc.calibration_steps))
+            strategy = min(calibration, key=calibration.get)
+            if progress and writer_main:
+                tqdm.write("calibration (s/step): " + ", ".join(f"{k} {v:.4f}" for k, v in calibration.items())
+                           + f" -> {strategy}")
+        else:
+            strategy = default_strategy(platform)
+    runner = make(strategy)
+    held = runner.put(stacked)
+    del stacked
+
+    # Logging.
+    (workdir / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
+    schedule = make_pruning_schedule(config.pruning, total_steps=total_steps)
+    hyper = dict(learning_rate=float(tc.learning_rate), weight_decay=float(tc.weight_decay), n_batches=n_batches,
+                 te=int(tc.te), tmult=int(tc.tmult), decay_mode=tc.decay_mode)
+    eval_loss = make_eval_loss(fns, chunk=int(tc.eval_batch_size))
+    gating_rows = x_val[:: max(1, len(x_val) // 2048)] if len(x_val) else x_train[:2048]
+    writers = ({name: MetricWriter(workdir / "tensorboard" / name) for name in plan.names} if writer_main else {})
+    val_losses = np.full(plan.n_models, np.nan)
+    val_step = -1
+
+    def select_masks(state: Any) -> Any:
+        return pruning.find_pruning_state(state.opt_state).masks
+
+    def meta_at(step: int) -> dict[str, Any]:
+        return {"epoch": step // n_batches, "batch_in_epoch": step % n_batches, "n_batches": n_batches,
+                "config": config_dict, "data_key": data.data_key, "strategy": strategy,
+                "models": [{"name": n, "level": lv, "seed": s}
+                           for n, lv, s in zip(plan.names, plan.model_levels, plan.model_seeds)]}
+
+    def on_log(done: int, step: int, loss: np.ndarray, rate: float, state: Any) -> dict[str, str]:
+        hp = optim.hyperparams_at(step, **hyper)
+        actual = sparsity_per_model(runner.gather(state, select_masks))
+        scheduled = float(schedule(step))
+        for i, name in enumerate(plan.names if writer_main else ()):
+            writers[name].write_scalars(done, {
+                "train/loss": loss[i], "train/learning_rate": hp["learning_rate"],
+                "train/weight_decay": hp["weight_decay"], "train/samples_per_second": rate,
+                "sparsity/overall": actual[i], "sparsity/target": plan.model_levels[i],
+                "sparsity/scheduled": scheduled * plan.model_levels[i]})
+        return {"loss": f"{loss.min():.4f}..{loss.max():.4f}", "samples_s": f"{rate:.0f}"}
+
+    def evaluate(params: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.array([eval_loss(unstack(params, i), x, y) for i in range(plan.n_models)])
+
+    def on_epoch_end(done: int, epoch: int, state: Any) -> None:
+        nonlocal val_losses, val_step
+        if (epoch + 1) % int(sc.eval_every_epochs) and done != total_steps:
+            return
+        if not len(x_val):
+            return
+        params = runner.gather(state, lambda s: s.params)
+        val_losses = evaluate(params, x_val, y_val)
+        val_step = done
+        for i, name in enumerate(plan.names if writer_main else ()):
+            writers[name].write_scalars(done, {"val/loss": val_losses[i]})
+            writers[name].write_scalars(done, gating_statistics(fns, unstack(params, i), gating_rows))
+
+    bar = tqdm(total=total_steps, initial=start_step, desc=f"sweep x{plan.n_models} ({strategy})", unit="step",
+               disable=not progress or not writer_main, dynamic_ncols=True, mininterval=1.0)
+    run_start = time.perf_counter()
+    try:
+        held, last_loss = run_loop(
+            held, runner.step, start_step=start_step, total_steps=total_steps, n_batches=n_batches,
+            log_every=int(tc.log_every_steps), samples_per_step=batch_size * plan.n_models,
+            rows_for_epoch=rows_for_epoch, checkpoints=checkpoints, meta_at=meta_at, on_log=on_log,
+            on_epoch_end=on_epoch_end, bar=bar, checkpoint_state=runner.get, stop_after=stop_after,
+            model_names=plan.names)
+    finally:
+        bar.close()
+        for w in writers.values():
+            w.flush()
+    seconds = time.perf_counter() - run_start
+    final = runner.get(held)
+    done = int(np.asarray(final.step)[0])
+    steps_run = done - start_step
+
+    # Final losses and the table.
+    params = final.params
+    masks = select_masks(final)
+    if len(x_val) and val_step != done:
+        val_losses = evaluate(params, x_val, y_val)
+    if last_loss is None:  # no step ran in this call: the loss on (up to) 8192 training rows
+        last_loss = evaluate(params, x_train[:8192], y_train[:8192])
+    rows = [table_row(name, plan.model_levels[i], plan.model_seeds[i], unstack(params, i), unstack(masks, i),
+                      float(last_loss[i]), float(val_losses[i])) for i, name in enumerate(plan.names)]
+    result = SweepResult(plan=plan, rows=rows, state=final, strategy=strategy, n_devices=len(runner.devices),
+                         steps=done, seconds=seconds,
+                         samples_per_second=steps_run * batch_size * plan.n_models / seconds if steps_run else math.nan,
+                         memory=memory, calibration=calibration)
+    if writer_main:
+        extra = {"steps": done, "total_steps": total_steps, "finished": done == total_steps, "strategy": strategy,
+                 "devices": len(runner.devices), "device_kind": devices[0].device_kind, "platform": platform,
+                 "seconds": round(seconds, 2), "samples_per_second": result.samples_per_second,
+                 "calibration": calibration, "memory_per_device_bytes": memory.per_device,
+                 "val_mean_predictor_loss": float(np.mean(np.square(y_val))) if len(y_val) else math.nan}
+        write_table(rows, workdir, extra)
+        png = plot_results(rows, workdir / "val_loss_vs_sparsity.png")
+        _write_combined(workdir / "tensorboard" / "combined", rows, png, done)
+        for w in writers.values():
+            w.close()
+    checkpoints.close()
+    return result
+
+
+def _write_combined(logdir: Path, rows: Sequence[dict[str, Any]], png: Path, step: int) -> None:
+    """The combined TensorBoard run: final figures per level (step axis = level in percent), and the plot."""
+    import matplotlib.image
+
+    by_level: dict[float, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_level.setdefault(r["level"], []).append(r)
+    with MetricWriter(logdir) as w:
+        for level, rs in sorted(by_level.items()):
+            w.write_scalars(int(round(level * 100)), {
+                f"final/{k}": float(np.mean([r[k] for r in rs]))
+                for k in ("val_loss", "train_loss", "actual_sparsity", "nonzero", "size_mb", "mflops")})
+        image = matplotlib.image.imread(str(png))[..., :3]
+        w.write_images(step, {"val_loss_vs_sparsity": image})
