@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("arg", [None, "runlocal"])
 def test_configs_build(module, arg):
     config = module.get_config(arg)
-    assert set(config) == {"data", "model", "train"}
+    assert set(config) == {"data", "model", "train", "pruning"}
     assert config.train.batch_size == 32 and config.train.learning_rate == 1e-4
     if arg == "runlocal":
         assert config.train.epochs < 150
