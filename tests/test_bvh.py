@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from mann_jax.data import layout
 from mann_jax.data.bvh import format_bvh, load_bvh, parse_bvh, save_bvh
 from mann_jax.data.errors import MotionDataError
 from mann_jax.data.skeleton import Motion, forward_kinematics
@@ -411,14 +412,7 @@ def test_error_missing_file(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Real data (skipped when ../shared/data/mann_dog_bvh is absent)
 
-DOG_POINTS = [
-    ("Hips", -1), ("Spine", 0), ("Spine1", 1), ("Neck", 2), ("Head", 3), ("HeadSite", 4),
-    ("LeftShoulder", 2), ("LeftArm", 6), ("LeftForeArm", 7), ("LeftHand", 8), ("LeftHandSite", 9),
-    ("RightShoulder", 2), ("RightArm", 11), ("RightForeArm", 12), ("RightHand", 13), ("RightHandSite", 14),
-    ("LeftUpLeg", 0), ("LeftLeg", 16), ("LeftFoot", 17), ("LeftFootSite", 18),
-    ("RightUpLeg", 0), ("RightLeg", 20), ("RightFoot", 21), ("RightFootSite", 22),
-    ("Tail", 0), ("Tail1", 24), ("Tail1Site", 25),
-]
+DOG_POINTS = list(zip(layout.BONES, layout.BONE_PARENTS))
 PAW_SITES = ("LeftHandSite", "RightHandSite", "LeftFootSite", "RightFootSite")
 
 

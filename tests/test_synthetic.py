@@ -11,6 +11,7 @@ import pytest
 from scipy.ndimage import binary_dilation, binary_erosion
 
 from mann_jax.data.skeleton import forward_kinematics
+from mann_jax.data import layout
 from mann_jax.data.synthetic import (
     ACTIVITIES,
     GAITS,
@@ -25,14 +26,7 @@ from mann_jax.data.synthetic import (
 )
 
 FPS = 60
-README_POINTS = [
-    ("Hips", -1), ("Spine", 0), ("Spine1", 1), ("Neck", 2), ("Head", 3), ("HeadSite", 4),
-    ("LeftShoulder", 2), ("LeftArm", 6), ("LeftForeArm", 7), ("LeftHand", 8), ("LeftHandSite", 9),
-    ("RightShoulder", 2), ("RightArm", 11), ("RightForeArm", 12), ("RightHand", 13), ("RightHandSite", 14),
-    ("LeftUpLeg", 0), ("LeftLeg", 16), ("LeftFoot", 17), ("LeftFootSite", 18),
-    ("RightUpLeg", 0), ("RightLeg", 20), ("RightFoot", 21), ("RightFootSite", 22),
-    ("Tail", 0), ("Tail1", 24), ("Tail1Site", 25),
-]
+README_POINTS = list(zip(layout.BONES, layout.BONE_PARENTS))
 REAL_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mann_dog_bvh" / "D1_001_KAN01_001.bvh"
 IDLE, WALK, TROT, CANTER, SIT, LIE, JUMP = (ACTIVITIES.index(a) for a in ACTIVITIES)
 

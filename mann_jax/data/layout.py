@@ -41,6 +41,16 @@ BONES: tuple[str, ...] = (
     "Tail", "Tail1", "Tail1Site",
 )
 NUM_BONES = len(BONES)
+# Parent of each point, as in the BVH files (the shoulders hang off Spine1, not off the Neck as the
+# data README's list says).
+BONE_PARENTS: tuple[int, ...] = (
+    -1, 0, 1, 2, 3, 4,  # Hips Spine Spine1 Neck Head HeadSite
+    2, 6, 7, 8, 9,  # LeftShoulder LeftArm LeftForeArm LeftHand LeftHandSite
+    2, 11, 12, 13, 14,  # RightShoulder ... RightHandSite
+    0, 16, 17, 18,  # LeftUpLeg LeftLeg LeftFoot LeftFootSite
+    0, 20, 21, 22,  # RightUpLeg ... RightFootSite
+    0, 24, 25,  # Tail Tail1 Tail1Site
+)
 # Paw contact points, in this order everywhere (contacts, skating): front left, front right,
 # hind left, hind right.
 PAWS: tuple[str, ...] = ("LeftHandSite", "RightHandSite", "LeftFootSite", "RightFootSite")

@@ -65,6 +65,7 @@ import numpy as np
 from scipy.ndimage import convolve1d, gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
+from mann_jax.data import layout
 from mann_jax.data.skeleton import Motion, Skeleton
 
 # ---------------------------------------------------------------------------------------------
@@ -127,12 +128,12 @@ ACTIVITIES: tuple[str, ...] = ("idle", "walk", "trot", "canter", "sit", "lie", "
 
 MOVING_ACTIVITIES: tuple[str, ...] = ("walk", "trot", "canter")
 
-STYLE_NAMES: tuple[str, ...] = ("Idle", "Move", "Jump", "Sit", "Stand", "Lie")
+STYLE_NAMES: tuple[str, ...] = layout.STYLES
 """The MANN style order; ``Stand`` (rearing up) is never generated."""
 
 ACTIVITY_STYLE: dict[str, int] = {"idle": 0, "walk": 1, "trot": 1, "canter": 1, "jump": 2, "sit": 3, "lie": 5}
 
-PAW_NAMES: tuple[str, ...] = ("LeftHandSite", "RightHandSite", "LeftFootSite", "RightFootSite")
+PAW_NAMES: tuple[str, ...] = layout.PAWS
 """Paw order of :attr:`SyntheticClip.contacts` (front left, front right, hind left, hind right)."""
 
 MAX_YAW_RATE: float = 4.0

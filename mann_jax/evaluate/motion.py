@@ -36,16 +36,8 @@ import numpy as np
 from mann_jax.data import layout
 from mann_jax.evaluate.skating import array_module
 
-#: Parent of each of the 27 MANN dog points (BVH depth-first order, End Sites included), as in the
-#: BVH files (the shoulders hang off Spine1, not off the Neck as the data README's list suggests).
-DOG_PARENTS: tuple[int, ...] = (
-    -1, 0, 1, 2, 3, 4,          # Hips Spine Spine1 Neck Head HeadSite
-    2, 6, 7, 8, 9,              # LeftShoulder LeftArm LeftForeArm LeftHand LeftHandSite
-    2, 11, 12, 13, 14,          # RightShoulder ... RightHandSite
-    0, 16, 17, 18,              # LeftUpLeg LeftLeg LeftFoot LeftFootSite
-    0, 20, 21, 22,              # RightUpLeg ... RightFootSite
-    0, 24, 25,                  # Tail Tail1 Tail1Site
-)
+#: Parent of each of the 27 MANN dog points (:data:`mann_jax.data.layout.BONE_PARENTS`).
+DOG_PARENTS: tuple[int, ...] = layout.BONE_PARENTS
 #: Name of each bone segment: the child point of the segment (all points but the root).
 BONE_SEGMENTS: tuple[str, ...] = layout.BONES[1:]
 
