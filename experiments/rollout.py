@@ -51,7 +51,7 @@ from mann_jax.evaluate import (
     paw_positions,
     root_speed_tracking,
 )
-from mann_jax.evaluate.skating import support_height
+from mann_jax.data.contacts import support_height
 from mann_jax.train import ModelFunctions, build_model
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.", lock_config=True)

@@ -37,11 +37,19 @@ def horizontal_speed(positions: np.ndarray, fps: float) -> np.ndarray:
     return np.hypot(velocity[..., 0], velocity[..., 2])
 
 
-def estimate_support_height(positions: np.ndarray, skeleton: Skeleton, *, fps: float, window_seconds: float) -> np.ndarray:
-    """``(T,)`` height of the surface the dog stands on: the lowest paw's minimum over a window."""
-    lowest = positions[:, paw_indices(skeleton), 1].min(axis=1)
+def support_height(paws: np.ndarray, *, fps: float, window_seconds: float = 2.0) -> np.ndarray:
+    """``(..., T)`` height of the surface the dog stands on, from paw positions ``(..., T, 4, 3)``.
+
+    The lowest paw's minimum over a sliding window of ``window_seconds``.
+    """
+    lowest = np.asarray(paws)[..., 1].min(axis=-1)
     size = max(1, int(round(window_seconds * fps)) | 1)
-    return minimum_filter1d(lowest, size=size, mode="nearest")
+    return minimum_filter1d(lowest, size=size, mode="nearest", axis=-1)
+
+
+def estimate_support_height(positions: np.ndarray, skeleton: Skeleton, *, fps: float, window_seconds: float) -> np.ndarray:
+    """``(T,)`` :func:`support_height` of FK positions ``(T, J, 3)``."""
+    return support_height(positions[:, paw_indices(skeleton)], fps=fps, window_seconds=window_seconds)
 
 
 def detect_contacts(

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mann_jax.data import layout
+from mann_jax.data.contacts import paw_indices, support_height
 
 #: H of the skating formula, metres (2.5 cm).
 SKATING_HEIGHT = 0.025
@@ -152,25 +153,11 @@ def paw_positions(positions: Any) -> Any:
 # ----------------------------------------------------------------------------- ground truth
 
 
-def support_height(paws: np.ndarray, *, fps: float, window_seconds: float = 2.0) -> np.ndarray:
-    """``(T,)`` the per-clip support estimate: the lowest paw's minimum over a sliding window.
-
-    The same rule as :func:`mann_jax.data.contacts.estimate_support_height`, on paw positions.
-    """
-    from scipy.ndimage import minimum_filter1d
-
-    lowest = np.asarray(paws)[..., 1].min(axis=-1)
-    size = max(1, int(round(window_seconds * fps)) | 1)
-    return minimum_filter1d(lowest, size=size, mode="nearest", axis=-1)
-
-
 def motion_paws(motion: Any) -> np.ndarray:
     """``(T, 4, 3)`` FK paw positions of a :class:`mann_jax.data.skeleton.Motion` (metres)."""
     from mann_jax.data.skeleton import forward_kinematics
 
-    pose = forward_kinematics(motion)
-    idx = [motion.skeleton.index(p) for p in layout.PAWS]
-    return pose.positions[:, idx]
+    return forward_kinematics(motion).positions[:, paw_indices(motion.skeleton)]
 
 
 def clip_skating(
