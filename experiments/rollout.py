@@ -41,6 +41,7 @@ from mann_jax.control.rollout import (
 )
 from mann_jax.control.scenarios import make_scenario
 from mann_jax.data import layout
+from mann_jax.data.contacts import support_height
 from mann_jax.data.dataset import build_dataset
 from mann_jax.evaluate import (
     bone_length_drift,
@@ -51,7 +52,6 @@ from mann_jax.evaluate import (
     paw_positions,
     root_speed_tracking,
 )
-from mann_jax.data.contacts import support_height
 from mann_jax.train import ModelFunctions, build_model
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.", lock_config=True)
