@@ -236,3 +236,5 @@ def test_bad_arguments() -> None:
         MANN(**{**SMALL, "gating_indices": (0, 99)}, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="formulation"):
         MANN(**SMALL, formulation="sum", rngs=nnx.Rngs(0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="two hidden layers"):
+        MANN(**{**SMALL, "hidden_sizes": (16,)}, rngs=nnx.Rngs(0))
