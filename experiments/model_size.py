@@ -2,6 +2,7 @@
 
   python -m experiments.model_size
   python -m experiments.model_size --sparsities=0,0.5,0.9 --json table1.json
+  python -m experiments.model_size --workdir runs/study      # also the study report's model_size/ folder
 
 The dense default MANN (480-512-512-363, 8 experts, seed 23456) is pruned at each level with a
 global magnitude mask over the expert weights (exactly round(s·N) zeros), and counted with
@@ -19,11 +20,13 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from mann_jax.pruning import accounting
+from mann_jax.study import model_size
 
 _SPARSITIES = flags.DEFINE_list(
     "sparsities", [str(s) for s in accounting.STUDY_SPARSITIES],
     "Sparsity levels of the expert weights, comma separated, each in [0, 1].")
 _JSON = flags.DEFINE_string("json", None, "Also write the rows as JSON to this path.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Also write <workdir>/model_size/ (results.json, figure) for the report.")
 
 CONVENTION = (
     "convention: size = 32 bit x non-zero values (Mb = 1e6 bit, no index overhead); MFLOPs per frame, "
@@ -53,7 +56,8 @@ def _fmt(value: float | None, spec: str) -> str:
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    rows = accounting.table1(_parse(_SPARSITIES.value))
+    levels = _parse(_SPARSITIES.value)
+    rows = model_size.run(_WORKDIR.value, sparsities=levels)["rows"] if _WORKDIR.value else accounting.table1(levels)
     header = (f"{'sparsity':>8} | {'non-zero':>9} | {'Mb ours':>8} | {'Mb study':>8} | {'rel':>7} | "
               f"{'MFLOPs':>7} | {'study':>6} | {'rel':>7} || {'CSR Mb':>7} | {'mix':>6} | {'W supp':>6}")
     print(CONVENTION)

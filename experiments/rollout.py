@@ -40,18 +40,9 @@ from mann_jax.control.rollout import (
     start_row,
 )
 from mann_jax.control.scenarios import make_scenario
-from mann_jax.data import layout
-from mann_jax.data.contacts import support_height
 from mann_jax.data.dataset import build_dataset
-from mann_jax.evaluate import (
-    bone_length_drift,
-    foot_skating,
-    frozen_while_turning,
-    ground_truth_skating,
-    jitter,
-    paw_positions,
-    root_speed_tracking,
-)
+from mann_jax.evaluate import ground_truth_skating
+from mann_jax.evaluate.controller import motion_metrics
 from mann_jax.train import ModelFunctions, build_model
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.", lock_config=True)
@@ -81,40 +72,6 @@ def _parse_params(items: list[str]) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"--param {key}: {value!r} is not a number") from None
     return params
-
-
-def _floor(paws: np.ndarray, fps: float) -> Any:
-    return support_height(paws, fps=fps) if _FLOOR.value == "support" else 0.0
-
-
-def _model_metrics(bones: np.ndarray, root_pos: np.ndarray, root_dir: np.ndarray, commanded: np.ndarray | None,
-                   fps: float) -> dict[str, Any]:
-    paws = paw_positions(bones)
-    sk = foot_skating(paws, fps=fps, floor_height=_floor(paws, fps))
-    drift = bone_length_drift(bones)
-    frozen = frozen_while_turning(root_pos, root_dir, paws, fps=fps)
-    heading = np.degrees(np.arctan2(root_dir[-1, 0], root_dir[-1, 2]))
-    out = {
-        "skating_cm_per_frame": float(sk.cm_per_frame),
-        "skating_cm_per_second": float(sk.cm_per_second),
-        "skating_per_paw_cm_per_frame": dict(zip(layout.PAWS, map(float, sk.per_paw_cm_per_frame))),
-        "bone_length_drift_m": float(drift.mean_m),
-        "bone_length_drift_relative": float(drift.mean_relative),
-        "bone_length_drift_max_m": float(drift.max_m),
-        "jitter_m_per_s3": float(jitter(bones, fps=fps)),
-        "frozen_while_turning": {"fraction": float(frozen.fraction), "turning_frames": int(frozen.turning_frames),
-                                 "frozen_frames": int(frozen.frozen_frames)},
-        "hips_height_median_m": float(np.median(bones[:, layout.BONES.index("Hips"), 1])),
-        "lowest_paw_height_median_m": float(np.median(paws[..., 1].min(axis=-1))),
-        "final_root_position_m": [float(v) for v in root_pos[-1]],
-        "final_heading_deg": float(heading),
-        "finite": bool(np.all(np.isfinite(bones))),
-    }
-    if commanded is not None:
-        tr = root_speed_tracking(root_pos, commanded, fps=fps, skip_frames=int(fps))
-        out["speed_after_1s"] = {"mean_m_per_s": float(tr.mean_speed), "commanded_m_per_s": float(tr.mean_commanded),
-                                 "mean_abs_error_m_per_s": float(tr.mean_abs_error)}
-    return out
 
 
 def main(argv: list[str]) -> None:
@@ -169,7 +126,7 @@ def run() -> None:
     models = []
     for i, (label, ckpt) in enumerate(zip(labels, checkpoints)):
         m = {"label": label, "checkpoint": str(ckpt)}
-        m.update(_model_metrics(bones[i], root_pos[i], root_dir[i], commanded, fps))
+        m.update(motion_metrics(bones[i], root_pos[i], root_dir[i], commanded, fps=fps, floor=_FLOOR.value))
         if replay is not None:
             one = result._replace(bones=bones[i], root_positions=root_pos[i], root_directions=root_dir[i])
             err = replay_errors(one, replay)
@@ -178,8 +135,8 @@ def run() -> None:
         models.append(m)
     metrics: dict[str, Any] = {"scenario": scenario_info, "fps": fps, "skating_floor": _FLOOR.value, "models": models}
     if replay is not None:
-        metrics["mocap"] = _model_metrics(replay.reference_bones, replay.reference_root_positions,
-                                          replay.reference_root_directions, None, fps)
+        metrics["mocap"] = motion_metrics(replay.reference_bones, replay.reference_root_positions,
+                                          replay.reference_root_directions, None, fps=fps, floor=_FLOOR.value)
     if _GROUND_TRUTH.value and config.data.source == "bvh":
         gt = ground_truth_skating(config.data.path, floor=_FLOOR.value)
         metrics["ground_truth_skating"] = {

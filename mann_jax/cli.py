@@ -19,14 +19,16 @@ from mann_jax.train import TrainingError
 USER_ERRORS: tuple[type[Exception], ...] = (MotionDataError, CheckpointError, TrainingError, WeightsFormatError)
 
 
-def clear_errors(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
-    """Wrap an absl ``main`` so user errors end the command with one line on stderr and status 2."""
+def clear_errors(main: Callable[[list[str]], None], *, also: tuple[type[Exception], ...] = ()
+                 ) -> Callable[[list[str]], None]:
+    """Wrap an absl ``main`` so user errors (:data:`USER_ERRORS` and ``also``) end the command with one
+    line on stderr and status 2."""
 
     @functools.wraps(main)
     def wrapped(argv: list[str]) -> None:
         try:
             main(argv)
-        except USER_ERRORS as e:
+        except USER_ERRORS + also as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
 

@@ -31,3 +31,19 @@ def dog_clip_paths(dog_bvh_dir: Path) -> list[Path]:
     if not paths:
         pytest.skip(f"no *.bvh files in {dog_bvh_dir}")
     return paths
+
+
+@pytest.fixture(scope="session")
+def toy_study(tmp_path_factory):
+    """``(config, workdir, dataset)`` of the study at toy scale (configs/study.py:toy), with the trade-off
+    sweep already trained in ``workdir`` (shared by the study's tests; ~10 s once per session)."""
+    from configs import study
+    from mann_jax.data.dataset import build_dataset
+    from mann_jax.study.models import tradeoff_models
+
+    config = study.get_config("toy")
+    config.data.cache_dir = str(tmp_path_factory.mktemp("study_cache"))
+    workdir = tmp_path_factory.mktemp("study")
+    dataset = build_dataset(config.data, progress=False)
+    tradeoff_models(config, workdir, dataset=dataset, progress=False)
+    return config, workdir, dataset

@@ -1,4 +1,6 @@
-"""Evaluation of generated motion: foot skating (:mod:`.skating`) and other motion metrics (:mod:`.motion`).
+"""Evaluation of generated motion: foot skating (:mod:`.skating`) and other motion metrics (:mod:`.motion`);
+trained controllers under scenarios and held-out replays (:mod:`.controller`); expert ablation
+(:mod:`.ablation`) and gating activations (:mod:`.gating`).
 
 Every metric takes world-space positions with any leading batch axes (models, characters) before
 the frame axis, so a whole sweep's rollouts (:mod:`mann_jax.control.rollout`) are measured in one

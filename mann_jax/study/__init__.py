@@ -1,0 +1,13 @@
+"""The study's experiments (Maiorca et al., "Towards Lightweight Neural Animation"), reproduced.
+
+One module per concept; the thin entry points are in ``experiments/`` and the settings in
+``configs/study.py`` (its docstring lists the commands):
+
+* :mod:`.models` — the trained models every experiment draws on: sweeps under
+  ``<workdir>/models/<name>``, trained on first use and reused (resumed) afterwards.
+* :mod:`.stats` — mean ± std over seeds and the stated tests that turn numbers into verdicts.
+* :mod:`.results` — the ``results.json`` every experiment writes (tables, figures, findings) and
+  saving figures as PNG + SVG.
+* :mod:`.tradeoff`, :mod:`.model_size`, :mod:`.same_size`, :mod:`.ablation`, :mod:`.activations`,
+  :mod:`.schedules` — the experiments; :mod:`.report` gathers them into one Markdown report.
+"""

@@ -1,0 +1,320 @@
+"""The study's Table 2, made quantitative: switch each expert off in the dense and the sparse model.
+
+The models are the trade-off sweep's (:func:`mann_jax.study.models.tradeoff_models`): the dense
+one (level 0) and the sparse one (``config.study.sparse_level``) of every seed. The sparse model
+of seed s was trained from the same initialisation and data order as the dense one of seed s, so
+expert k is the same expert in both: their impact profiles are compared seed by seed.
+
+For each model, every condition (nothing off, each expert off in turn) is measured by
+:func:`mann_jax.evaluate.ablation.run_ablation`: foot skating and whether the action happens in
+the scenarios walk, run, turn90, sit, lie, jump, and the posture error per style on the held-out
+clips (``config.study.eval_split``). The impact of an expert is the rise of a metric when it is
+off. Findings (conclusion ``experts_keep_roles``): per seed, Spearman's rho between the dense and
+the sparse impact matrices (skating per scenario; held-out error per style), which must clear
+:data:`RHO_THRESHOLD` (:func:`mann_jax.study.stats.agreement`). Outputs in ``<workdir>/ablation/``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mann_jax.evaluate import ablation as abl
+from mann_jax.study import results, stats
+from mann_jax.study.evaluation import replay_window_set
+from mann_jax.study.models import TrainedModels, tradeoff_models
+
+EXPERIMENT = "ablation"
+TITLE = "Expert ablation: dense vs sparse (study Table 2)"
+RHO_THRESHOLD = 0.5  # agreement: per-seed Spearman rho, mean - std above this
+JACCARD_THRESHOLD = 0.5  # agreement: per-seed overlap of the actions broken, mean - std above this
+
+
+def check_levels(config: Any) -> float:
+    """The sparse level, checked to be a trained level other than the dense one (0).
+
+    Raises:
+      ValueError: 0 or ``sparse_level`` not among ``config.study.levels``, or ``sparse_level`` is 0.
+    """
+    levels = [float(v) for v in config.study.levels]
+    sparse = float(config.study.sparse_level)
+    if not any(abs(v) < 1e-9 for v in levels):
+        raise ValueError(f"config.study.levels {tuple(levels)} has no dense level 0.0 to compare with")
+    if not any(abs(v - sparse) < 1e-9 for v in levels):
+        raise ValueError(f"config.study.sparse_level {sparse} is not among the trained levels "
+                         f"config.study.levels {tuple(levels)}")
+    if abs(sparse) < 1e-9:
+        raise ValueError("config.study.sparse_level is 0 (the dense model): nothing to compare")
+    return sparse
+
+
+def dense_and_sparse(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True
+                     ) -> tuple[TrainedModels, list[int], list[int], Any]:
+    """The trade-off models and the indices of the dense and sparse models (seed order, paired), and the dataset.
+
+    Raises:
+      ValueError: see :func:`check_levels`; or the dense and sparse seeds do not pair up.
+    """
+    check_levels(config)
+    if dataset is None:
+        from mann_jax.data.dataset import build_dataset
+
+        dataset = build_dataset(config.data, progress=progress)
+    models = tradeoff_models(config, workdir, dataset=dataset, progress=progress)
+    dense, sparse = models.indices(0.0), models.indices(float(config.study.sparse_level))
+    ds, ss = [models.seeds[i] for i in dense], [models.seeds[i] for i in sparse]
+    if ds != ss:
+        raise ValueError(f"dense seeds {ds} and sparse seeds {ss} do not pair up")
+    return models, dense, sparse, dataset
+
+
+def broken_overlap(happens_a: np.ndarray, happens_b: np.ndarray) -> float:
+    """Jaccard index of the (expert, scenario) pairs whose action is broken in model a and in model b.
+
+    Args:
+      happens_a, happens_b: ``(C, S)`` 1 / 0 / NaN per condition (``"none"`` first) and scenario.
+
+    Returns:
+      |broken in both| / |broken in either|; NaN when neither model has a broken action. A pair is
+      broken when the action happens with every expert on and not with the expert off.
+    """
+    def broken(h: np.ndarray) -> np.ndarray:
+        h = np.asarray(h, np.float64)
+        return (h[:1] == 1.0) & (h[1:] == 0.0)
+
+    a, b = broken(happens_a), broken(happens_b)
+    union = int((a | b).sum())
+    return math.nan if union == 0 else float((a & b).sum()) / union
+
+
+def _mean_std(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """NaN-aware mean and sample std (ddof 1; 0 for one value) along ``axis``."""
+    v = np.asarray(values, np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n = np.isfinite(v).sum(axis=axis)
+        mean = np.nanmean(v, axis=axis)
+        std = np.where(n > 1, np.nanstd(v, axis=axis, ddof=1) if v.shape[axis] > 1 else 0.0, 0.0)
+    return mean, std
+
+
+def _heatmaps(panels: list[tuple[str, np.ndarray]], rows: list[str], cols: list[str], *, title: str,
+              cbar: str, fmt: str = "{:+.3f}", cmap: str = "RdBu_r", symmetric: bool = True) -> Any:
+    """Side-by-side heat-maps (one per panel, shared colour scale), values written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finite = np.concatenate([m[np.isfinite(m)].ravel() for _, m in panels] + [np.zeros(1)])
+    if symmetric:
+        lim = float(np.abs(finite).max()) or 1.0
+        vmin, vmax = -lim, lim
+    else:
+        vmin, vmax = 0.0, max(1.0, float(finite.max()))
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.75 * len(cols) * len(panels) + 3.0, 0.4 * len(rows) + 2.2),
+                             squeeze=False, layout="constrained")
+    im = None
+    for ax, (name, m) in zip(axes[0], panels):
+        im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_title(name)
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                v = m[i, j]
+                strength = abs(v) / vmax if symmetric else (v - vmin) / (vmax - vmin)
+                dark = bool(np.isfinite(v) and strength > 0.6)
+                ax.text(j, i, "n/a" if not np.isfinite(v) else fmt.format(v), ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
+    fig.colorbar(im, ax=axes[0].tolist(), label=cbar, shrink=0.9)
+    fig.suptitle(title)
+    return fig
+
+
+def _condition_label(condition: str) -> str:
+    return "nothing off" if condition == abl.NONE else condition.replace("expert_", "expert ") + " off"
+
+
+def _count(happens: np.ndarray) -> str:
+    """``"2/3"``: seeds in which the action happens out of those measured (``"n/a"``: none measured)."""
+    measured = np.isfinite(happens)
+    return "n/a" if not measured.any() else f"{int(np.nansum(happens))}/{int(measured.sum())}"
+
+
+def _cell(mean: float, std: float, spec: str) -> str:
+    return "n/a" if not math.isfinite(mean) else f"{mean:{spec}} ± {std:{spec.lstrip('+')}}"
+
+
+def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Run the ablation experiment; write ``<workdir>/ablation/``; return the ``results.json`` payload."""
+    t0 = time.time()
+    fps = float(config.study.fps)
+    models, dense_idx, sparse_idx, dataset = dense_and_sparse(config, workdir, dataset=dataset, progress=progress)
+    seeds = [int(models.seeds[i]) for i in dense_idx]
+    n = len(seeds)
+    params = models.select(dense_idx + sparse_idx)
+    result = abl.run_ablation(models.fns, params, dataset, config.study, fps=fps,
+                              contact_max_height=float(config.data.contact_max_height),
+                              windows=replay_window_set(config, dataset), progress=progress)
+    k = result.num_experts
+    experts = [f"expert {i}" for i in range(k)]
+    scen, styles, conds = list(result.scenarios), list(result.styles), list(result.conditions)
+    groups = {"dense": slice(0, n), "sparse": slice(n, 2 * n)}
+
+    # ---- impacts per model kind, per seed
+    per: dict[str, dict[str, Any]] = {}
+    for kind, sl in groups.items():
+        skating, error, happens = result.skating[:, sl], result.replay_error[:, sl], result.happens[:, sl]
+        imp_sk, imp_err = abl.impact(skating), abl.impact(error)  # (n, K, S), (n, K, Y)
+        fail = np.where(np.isfinite(happens), 1.0 - happens, np.nan)  # (C, n, S)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fail_fraction = np.nanmean(fail, axis=1)  # (C, S)
+        per[kind] = {
+            "names": [models.names[i] for i in (dense_idx if kind == "dense" else sparse_idx)],
+            "skating_cm_per_frame": skating, "replay_error_m": error, "action_happens": happens,
+            "action_value": result.action_value[:, sl],
+            "impact_skating": imp_sk, "impact_error": imp_err,
+            "impact_skating_mean": _mean_std(imp_sk)[0], "impact_skating_std": _mean_std(imp_sk)[1],
+            "impact_error_mean": _mean_std(imp_err)[0], "impact_error_std": _mean_std(imp_err)[1],
+            "action_fail_fraction": fail_fraction,
+            "motion_metrics": [[result.metrics[c][m] for m in range(sl.start, sl.stop)] for c in range(len(conds))],
+            "action_checks": [[result.checks[c][m] for m in range(sl.start, sl.stop)] for c in range(len(conds))],
+        }
+
+    # ---- dense vs sparse: rank correlation of the impact profiles, per seed
+    correlation: dict[str, Any] = {}
+    for metric in ("skating", "error"):
+        for centred in (False, True):
+            key = metric + ("_centred" if centred else "")
+            rhos = [abl.impact_correlation(per["dense"][f"impact_{metric}"][s], per["sparse"][f"impact_{metric}"][s],
+                                           centred=centred) for s in range(n)]
+            correlation[key] = stats.summary(rhos)
+
+    # ---- which actions fail with which expert off (in at least half the seeds)
+    failures: dict[str, dict[str, list[str]]] = {}
+    for kind in groups:
+        ff = per[kind]["action_fail_fraction"]
+        failures[kind] = {c: [s for j, s in enumerate(scen) if np.isfinite(ff[i, j]) and ff[i, j] >= 0.5]
+                          for i, c in enumerate(conds)}
+
+    findings = [
+        stats.Finding("experts_keep_roles",
+                      f"Switching an expert off raises foot skating in the same scenarios in the dense and the "
+                      f"{config.study.sparse_level:.0%} sparse model: per seed, Spearman's rho between the two "
+                      f"impact matrices (experts x scenarios) exceeds {RHO_THRESHOLD}.",
+                      *stats.agreement(correlation["skating"]["values"], threshold=RHO_THRESHOLD,
+                                       what="Spearman rho (skating impact, dense vs sparse)")),
+        stats.Finding("experts_keep_roles",
+                      f"Switching an expert off raises the held-out ({config.study.eval_split}) posture error of the "
+                      f"same styles in the dense and the sparse model: per seed, Spearman's rho between the two "
+                      f"impact matrices (experts x styles) exceeds {RHO_THRESHOLD}.",
+                      *stats.agreement(correlation["error"]["values"], threshold=RHO_THRESHOLD,
+                                       what="Spearman rho (held-out error impact, dense vs sparse)")),
+    ]
+    findings.append(stats.Finding(
+        "experts_keep_roles",
+        f"Beyond how sensitive each scenario is, the same experts matter most in the dense and the sparse model: "
+        f"per seed, Spearman's rho of the skating impact matrices with each scenario's mean over experts removed "
+        f"exceeds {RHO_THRESHOLD}.",
+        *stats.agreement(correlation["skating_centred"]["values"], threshold=RHO_THRESHOLD,
+                         what="Spearman rho (skating impact, scenario means removed)")))
+    jaccard = [broken_overlap(per["dense"]["action_happens"][:, s], per["sparse"]["action_happens"][:, s])
+               for s in range(n)]
+    overlap = stats.summary(jaccard)
+    fail_text = "; ".join(f"{kind}: " + (", ".join(f"{_condition_label(c)} -> {'/'.join(v)}"
+                                                   for c, v in failures[kind].items() if v) or "none")
+                          for kind in groups)
+    verdict, evidence = stats.agreement(jaccard, threshold=JACCARD_THRESHOLD,
+                                        what="Jaccard index of the (expert, action) pairs broken, dense vs sparse")
+    if not np.isfinite(jaccard).any():
+        evidence += " (no action was broken by switching one expert off, in either model: nothing to compare)"
+    findings.append(stats.Finding(
+        "experts_keep_roles",
+        f"Switching an expert off breaks the same actions in the dense and the sparse model (an action is broken "
+        f"when it happens with every expert on and not with that expert off): per seed, the Jaccard index of the "
+        f"broken (expert, action) pairs exceeds {JACCARD_THRESHOLD}.",
+        verdict, evidence + f". Actions failing in at least half of the seeds, per condition: {fail_text}"))
+
+    # ---- figures
+    out = Path(workdir) / EXPERIMENT
+    sl = config.study.sparse_level
+    figs = []
+    fig = _heatmaps([(f"dense ({n} seeds)", per["dense"]["impact_skating_mean"]),
+                     (f"sparse {sl:.0%} ({n} seeds)", per["sparse"]["impact_skating_mean"])], experts, scen,
+                    title="Rise in foot skating with one expert off (mean over seeds)", cbar="cm / frame")
+    figs.append(results.save_figure(fig, out, "impact_skating"))
+    fig = _heatmaps([(f"dense ({n} seeds)", per["dense"]["impact_error_mean"]),
+                     (f"sparse {sl:.0%} ({n} seeds)", per["sparse"]["impact_error_mean"])], experts, styles,
+                    title=f"Rise in held-out ({config.study.eval_split}) posture error with one expert off",
+                    cbar="m", fmt="{:+.4f}")
+    figs.append(results.save_figure(fig, out, "impact_error"))
+    fig = _heatmaps([(f"dense ({n} seeds)", per["dense"]["action_fail_fraction"]),
+                     (f"sparse {sl:.0%} ({n} seeds)", per["sparse"]["action_fail_fraction"])],
+                    ["none"] + experts, scen, title="Fraction of seeds in which the action fails",
+                    cbar="fraction of seeds", fmt="{:.2f}", cmap="Reds", symmetric=False)
+    figs.append(results.save_figure(fig, out, "action_failures"))
+
+    # ---- tables
+    rows = []
+    for kind in groups:
+        p = per[kind]
+        for i in range(k):
+            rows.append([kind, i]
+                        + [_cell(p["impact_skating_mean"][i, j], p["impact_skating_std"][i, j], "+.3f")
+                           for j in range(len(scen))]
+                        + [_cell(p["impact_error_mean"][i, j], p["impact_error_std"][i, j], "+.4f")
+                           for j in range(len(styles))]
+                        + [", ".join(failures[kind][conds[i + 1]]) or "-"])
+    impact_table = results.table(
+        "Impact of switching one expert off (mean ± std over seeds): rise in skating (cm/frame) per scenario, "
+        f"rise in held-out posture error (m) per style, actions that fail",
+        ["model", "expert"] + [f"skating {s}" for s in scen] + [f"error {y}" for y in styles] + ["fails"], rows)
+    rho_rows = [[key] + [None if not math.isfinite(v) else round(v, 4) for v in c["values"]] + [stats.fmt(c, ".3f")]
+                for key, c in correlation.items()]
+    rho_table = results.table("Dense vs sparse impact profiles: Spearman rho per seed",
+                              ["impact matrix"] + [f"seed {s}" for s in seeds] + ["mean ± std"], rho_rows)
+    act_rows = []
+    for kind in groups:
+        h = per[kind]["action_happens"]
+        for i, c in enumerate(conds):
+            act_rows.append([kind, c] + [_count(h[i, :, j]) for j in range(len(scen))])
+    action_table = results.table("Seeds in which the action happens, per condition", ["model", "condition"] + scen,
+                                 act_rows)
+
+    # ---- TensorBoard scalars: step 0 = nothing off, step k + 1 = expert k off (means over seeds)
+    scalars: dict[int, dict[str, float]] = {}
+    for kind in groups:
+        p = per[kind]
+        sk_mean = _mean_std(p["skating_cm_per_frame"], axis=1)[0]
+        err_mean = _mean_std(p["replay_error_m"], axis=1)[0]
+        for i in range(len(conds)):
+            d = scalars.setdefault(i, {})
+            d.update({f"skating_cm_per_frame/{kind}/{s}": float(sk_mean[i, j]) for j, s in enumerate(scen)})
+            d.update({f"replay_error_m/{kind}/{y}": float(err_mean[i, j]) for j, y in enumerate(styles)})
+            d.update({f"action_fail_fraction/{kind}/{s}": float(p["action_fail_fraction"][i, j])
+                      for j, s in enumerate(scen)})
+    scalars[0].update({f"spearman_rho/{key}": c["mean"] for key, c in correlation.items()})
+    scalars[0]["broken_actions_jaccard"] = overlap["mean"]
+
+    data = {
+        "fps": fps, "sparse_level": float(sl), "seeds": seeds, "experts": k, "conditions": conds,
+        "scenarios": scen, "styles": styles, "eval_split": str(config.study.eval_split),
+        "replay_windows": result.windows, "thresholds": result.thresholds.as_dict(),
+        "action_threshold": dict(zip(scen, result.action_threshold)),
+        "models": per, "correlation": correlation, "broken_actions_jaccard": overlap, "failures": failures,
+        "axes": {"skating_cm_per_frame": "condition, seed, scenario", "replay_error_m": "condition, seed, style",
+                 "action_happens": "condition, seed, scenario (1 / 0, null: not measured)",
+                 "action_value": "condition, seed, scenario", "impact_skating": "seed, expert, scenario",
+                 "impact_error": "seed, expert, style", "impact_*_mean / _std": "expert, scenario or style",
+                 "action_fail_fraction": "condition, scenario", "motion_metrics / action_checks": "condition, seed"},
+    }
+    return results.write_results(out, experiment=EXPERIMENT, title=TITLE, scale=results.scale_of(config),
+                                 tables=[impact_table, rho_table, action_table], figures=figs, findings=findings, data=data,
+                                 seconds=time.time() - t0, scalars=scalars)

@@ -1,0 +1,512 @@
+"""The study's report: every experiment that ran, gathered into one Markdown file.
+
+  python -m experiments.report --workdir runs/study      # -> runs/study/report.md
+
+:func:`collect` reads ``<workdir>/<experiment>/results.json`` of each experiment that ran
+(:data:`EXPERIMENTS`, then any other folder holding a ``results.json``); :func:`build_report`
+renders them: a header (what ran, what is missing and the command that runs it, what could not
+be read), then the study's three conclusions (:data:`~mann_jax.study.results.CONCLUSIONS`) with
+our overall verdict on each and the findings behind it, then one section per experiment (scale,
+wall time, tables, figures, findings). :func:`write_report` writes it atomically.
+
+A conclusion's overall verdict (:func:`overall_verdict`, stated in the report as
+:data:`VERDICT_RULE`) is never more than the findings show: **supported** only when at least one
+finding bears on it and every one is supported; **contradicted** when at least one is
+contradicted and none supported; **not shown** otherwise. A results.json that cannot be read, or
+a finding naming an unknown conclusion, is reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import re
+import shlex
+import urllib.parse
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+from mann_jax.study.results import CONCLUSIONS, RESULTS_FILE, read_results
+from mann_jax.study.stats import ALPHA
+
+#: The study's experiments in report order: folder name -> (title, the command that runs it).
+EXPERIMENTS: dict[str, tuple[str, str]] = {
+    "tradeoff": ("Quality against sparsity (study Fig. 1, + structured pruning)",
+                 "python -m experiments.tradeoff --config configs/study.py:runlocal --workdir runs/study"),
+    "model_size": ("Model size and MFLOPs against sparsity (study Table 1)",
+                   "python -m experiments.model_size --workdir runs/study"),
+    "same_size": ("Pruned large vs dense small MANN at the same size (study Figs. 2-3)",
+                  "python -m experiments.same_size --config configs/study.py:runlocal --workdir runs/study"),
+    "ablation": ("Switching experts off, dense vs sparse (study Table 2)",
+                 "python -m experiments.ablation --config configs/study.py:runlocal --workdir runs/study"),
+    "activations": ("Gating activation profiles, dense vs sparse (study Fig. 4)",
+                    "python -m experiments.activations --config configs/study.py:runlocal --workdir runs/study"),
+    "schedules": ("Pruning schedules: one-cycle, AGP, one-shot",
+                  "python -m experiments.schedules --config configs/study.py:runlocal --workdir runs/study"),
+}
+
+#: The experiments whose findings bear on each conclusion (only to say what to run when none has).
+CONCLUSION_SOURCES: dict[str, tuple[str, ...]] = {
+    "sparsity_costs_quality": ("tradeoff",),
+    "pruned_beats_small_dense": ("same_size",),
+    "experts_keep_roles": ("ablation", "activations"),
+}
+
+_DEFAULT_WORKDIR = "runs/study"  # as written in the commands of EXPERIMENTS
+REPORT_FILE = "report.md"
+
+Overall = Literal["supported", "contradicted", "not shown"]
+FINDING_VERDICTS = ("supported", "contradicted", "inconclusive")
+
+VERDICT_RULE = (
+    "A conclusion is **supported** only if at least one finding bears on it and all its findings are "
+    "supported; **contradicted** if at least one finding is contradicted and none is supported; "
+    "**not shown** otherwise (findings mixed or inconclusive, or no experiment bearing on it has run). "
+    f"Each finding is a stated test on our numbers (`mann_jax/study/stats.py`): a difference of means "
+    f"(Welch, one-sided, alpha = {ALPHA}), a trend (Spearman, one-sided, alpha = {ALPHA}) or an "
+    "agreement (per-seed similarity, mean ± std against a stated threshold); *inconclusive* when "
+    "the numbers show neither the claim nor its opposite.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """One finding of one experiment (``verdict`` as written in its results.json)."""
+
+    experiment: str
+    conclusion: str | None
+    claim: str
+    verdict: str
+    evidence: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """An experiment that ran: its folder (the name) and its results.json, checked."""
+
+    name: str
+    folder: Path
+    results: dict[str, Any]
+
+    @property
+    def findings(self) -> list[Evidence]:
+        """Its findings, tagged with the experiment."""
+        return [Evidence(self.name, f.get("conclusion"), str(f.get("claim", "")), str(f.get("verdict", "")),
+                         str(f.get("evidence", ""))) for f in self.results["findings"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """A results.json that could not be read, and why."""
+
+    name: str
+    path: Path
+    error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ConclusionVerdict:
+    """Our overall verdict on one of the study's conclusions, with the findings behind it."""
+
+    key: str
+    statement: str
+    verdict: Overall
+    findings: tuple[Evidence, ...]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Findings by verdict (``other``: a verdict outside supported/contradicted/inconclusive)."""
+        counts = {v: 0 for v in (*FINDING_VERDICTS, "other")}
+        for f in self.findings:
+            counts[f.verdict if f.verdict in FINDING_VERDICTS else "other"] += 1
+        return counts
+
+    def summary(self) -> str:
+        """E.g. ``"supported (3 findings: 3 supported, 0 contradicted, 0 inconclusive)"``."""
+        return f"{self.verdict} ({_counts_text(self.counts)})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Collected:
+    """What a study workdir holds: the experiments that ran, those that could not be read, those missing."""
+
+    workdir: Path
+    runs: tuple[Run, ...]
+    unreadable: tuple[Unreadable, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def findings(self) -> list[Evidence]:
+        """Every finding of every experiment that ran, in report order."""
+        return [f for run in self.runs for f in run.findings]
+
+    def verdicts(self) -> dict[str, ConclusionVerdict]:
+        """Our overall verdict on each of the study's conclusions (:data:`CONCLUSIONS` order)."""
+        out = {}
+        for key, statement in CONCLUSIONS.items():
+            findings = tuple(f for f in self.findings if f.conclusion == key)
+            out[key] = ConclusionVerdict(key, statement, overall_verdict([f.verdict for f in findings]), findings)
+        return out
+
+    def unknown_conclusions(self) -> list[Evidence]:
+        """Findings naming a conclusion the study does not have (reported, not counted)."""
+        return [f for f in self.findings if f.conclusion is not None and f.conclusion not in CONCLUSIONS]
+
+
+def overall_verdict(verdicts: Iterable[str]) -> Overall:
+    """The overall verdict from the findings' verdicts (:data:`VERDICT_RULE`)."""
+    verdicts = list(verdicts)
+    if verdicts and all(v == "supported" for v in verdicts):
+        return "supported"
+    if "contradicted" in verdicts and "supported" not in verdicts:
+        return "contradicted"
+    return "not shown"
+
+
+def _check_results(results: Any) -> dict[str, Any]:
+    """``results`` when it has the shape of a results.json; ``ValueError`` naming the problem otherwise."""
+    if not isinstance(results, dict):
+        raise ValueError(f"expected a JSON object, got {type(results).__name__}")
+    for key, kind in (("tables", list), ("figures", list), ("findings", list)):
+        if not isinstance(results.get(key, []), kind):
+            raise ValueError(f"{key!r} is not a list")
+    if results.get("scale") is not None and not isinstance(results["scale"], dict):
+        raise ValueError("'scale' is not an object")
+    for i, t in enumerate(results.get("tables", [])):
+        if not (isinstance(t, dict) and isinstance(t.get("columns"), list) and isinstance(t.get("rows"), list)
+                and all(isinstance(r, list) for r in t["rows"])):
+            raise ValueError(f"tables[{i}] is not a {{title, columns, rows}} table")
+    for i, f in enumerate(results.get("findings", [])):
+        if not (isinstance(f, dict) and isinstance(f.get("claim"), str) and "verdict" in f):
+            raise ValueError(f"findings[{i}] is not a {{conclusion, claim, verdict, evidence}} finding")
+        if f.get("conclusion") is not None and not isinstance(f["conclusion"], str):
+            raise ValueError(f"findings[{i}]: 'conclusion' is not a string or null")
+    for i, name in enumerate(results.get("figures", [])):
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ValueError(f"figures[{i}] is not a file name inside the experiment's folder")
+    return {**results, "tables": results.get("tables", []), "figures": results.get("figures", []),
+            "findings": results.get("findings", [])}
+
+
+def collect(workdir: str | os.PathLike) -> Collected:
+    """Read the results of every experiment under ``workdir``.
+
+    Raises:
+      FileNotFoundError: ``workdir`` is not a folder, or no experiment has written results there.
+    """
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        what = "not a folder" if workdir.exists() else "no such folder"
+        raise FileNotFoundError(f"{workdir}: {what} (run the study's experiments into it first; "
+                                "see configs/study.py)")
+    others = sorted(p.name for p in workdir.iterdir()
+                    if p.name not in EXPERIMENTS and p.is_dir() and (p / RESULTS_FILE).exists())
+    runs, unreadable, missing = [], [], []
+    for name in [*EXPERIMENTS, *others]:
+        folder = workdir / name
+        if not (folder / RESULTS_FILE).exists():
+            missing.append(name)
+            continue
+        try:
+            runs.append(Run(name, folder, _check_results(read_results(folder))))
+        except (OSError, ValueError) as e:  # unreadable, not JSON, or not shaped like a results.json
+            message = str(e)
+            prefix = f"{folder / RESULTS_FILE}: "
+            unreadable.append(Unreadable(name, folder / RESULTS_FILE,
+                                         message[len(prefix):] if message.startswith(prefix) else message))
+    if not runs and not unreadable:
+        raise FileNotFoundError(f"{workdir}: no experiment has written a {RESULTS_FILE} here, nothing to report "
+                                "(run the study's experiments first; see configs/study.py)")
+    return Collected(workdir, tuple(runs), tuple(unreadable), tuple(missing))
+
+
+# ----------------------------------------------------------------------------------------- rendering
+
+
+def fmt_number(value: Any) -> str:
+    """A table cell: floats to 4 significant digits (large ones as integers), None as ``–``."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if 1e4 <= abs(value) < 1e15:
+            return f"{value:.0f}"
+        return f"{value:.4g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(", ", ": "))
+
+
+def _inline(text: Any) -> str:
+    """Text on one line (a list item or a table cell)."""
+    return " ".join(str(text).split())
+
+
+def _sentence(text: Any) -> str:
+    """Text on one line without its final period (the report adds its own punctuation)."""
+    return _inline(text).rstrip(".")
+
+
+def _anchor(name: str) -> str:
+    """The anchor GitHub gives the heading ``## <name>``."""
+    return "#" + re.sub(r"[^\w\- ]", "", name.lower()).replace(" ", "-")
+
+
+def _cell(value: Any) -> str:
+    return _inline(fmt_number(value)).replace("|", "\\|")
+
+
+def markdown_table(columns: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table (numeric columns right-aligned; short rows padded, long rows kept whole)."""
+    width = max([len(columns), *(len(r) for r in rows)])
+    columns = [*columns, *[""] * (width - len(columns))]
+
+    def numeric(j: int) -> bool:
+        cells = [r[j] for r in rows if j < len(r) and r[j] is not None]
+        return bool(cells) and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cells)
+
+    lines = ["| " + " | ".join(_cell(c) if c is not None else "" for c in columns) + " |",
+             "| " + " | ".join("---:" if numeric(j) else "---" for j in range(width)) + " |"]
+    for r in rows:
+        cells = [_cell(c) for c in r] + [""] * (width - len(r))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(round(seconds % 60)):02d} s"
+    return f"{int(seconds // 3600)} h {int(round(seconds % 3600 / 60)):02d} min"
+
+
+def _scale_items(scale: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """``(label, text)`` of a results.json ``scale`` (data, model, training, seeds, pruning, the rest)."""
+    if not scale:
+        return []
+    s = dict(scale)
+    items = []
+    if "data" in s:
+        items.append(("data", fmt_number(s.pop("data"))))
+    if "experts" in s or "hidden" in s:
+        experts, hidden = s.pop("experts", None), s.pop("hidden", None)
+        parts = []
+        if experts is not None:
+            parts.append(f"{fmt_number(experts)} experts")
+        if hidden is not None:
+            parts.append("hidden " + (" × ".join(fmt_number(h) for h in hidden) if isinstance(hidden, list)
+                                      else fmt_number(hidden)))
+        items.append(("model", ", ".join(parts)))
+    if "epochs" in s or "batch_size" in s:
+        epochs, batch = s.pop("epochs", None), s.pop("batch_size", None)
+        parts = ([f"{fmt_number(epochs)} epoch{'s' if epochs != 1 else ''}"] if epochs is not None else []) + \
+                ([f"batch {fmt_number(batch)}"] if batch is not None else [])
+        items.append(("training", ", ".join(parts)))
+    if "seeds" in s:
+        seeds = s.pop("seeds")
+        if isinstance(seeds, list):
+            items.append(("seeds", f"{', '.join(fmt_number(x) for x in seeds)} ({len(seeds)} seed"
+                                   f"{'s' if len(seeds) != 1 else ''})"))
+        else:
+            items.append(("seeds", fmt_number(seeds)))
+    if isinstance(s.get("pruning"), dict):
+        p = s.pop("pruning")
+        items.append(("pruning", ", ".join(f"{k} {fmt_number(v)}" for k, v in p.items())))
+    items.extend((str(k), fmt_number(v)) for k, v in s.items())
+    return items
+
+
+def _scale_short(scale: Mapping[str, Any] | None) -> str:
+    items = dict(_scale_items(scale))
+    return "; ".join(items[k] for k in ("data", "model", "training", "seeds") if k in items) or "–"
+
+
+def _link(target: Path, relative_to: Path) -> str:
+    """A Markdown link target: ``target`` relative to the report's folder, URL-quoted."""
+    rel = os.path.relpath(target, relative_to)
+    return urllib.parse.quote(Path(rel).as_posix())
+
+
+def _command(name: str, workdir: Path) -> str:
+    command = EXPERIMENTS[name][1]
+    if os.fspath(workdir) != _DEFAULT_WORKDIR:
+        command = command.replace(f"--workdir {_DEFAULT_WORKDIR}", f"--workdir {shlex.quote(os.fspath(workdir))}")
+    return command
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    n = sum(counts.values())
+    if n == 0:
+        return "no findings"
+    text = (f"{n} finding{'s' if n != 1 else ''}: {counts['supported']} supported, "
+            f"{counts['contradicted']} contradicted, {counts['inconclusive']} inconclusive")
+    return text + (f", {counts['other']} with an unknown verdict" if counts.get("other") else "")
+
+
+def _verdict_word(verdict: str) -> str:
+    return f"**{verdict}**" if verdict in ("supported", "contradicted") else f"*{_inline(verdict) or '(none)'}*"
+
+
+def _conclusion_label(key: str | None) -> str:
+    if key is None:
+        return "beyond the study"
+    return f"`{key}`" if key in CONCLUSIONS else f"unknown conclusion `{_inline(key)}`"
+
+
+def _header(c: Collected, generated: str) -> list[str]:
+    ran = [r.name for r in c.runs]
+    known = [n for n in ran if n in EXPERIMENTS]
+    lines = ["# Towards Lightweight Neural Animation: our reproduction", "",
+             "Maiorca et al., *Towards Lightweight Neural Animation: Exploration of Neural Network Pruning in "
+             "Mixture of Experts-based Animation Models*, reproduced with mann_jax: for each of the study's "
+             "three conclusions, whether our numbers support it and the evidence; then every experiment that "
+             "ran, with its tables, figures and findings.", "",
+             f"- Generated: {generated}",
+             f"- Study folder: `{c.workdir}`",
+             f"- Experiments that ran: {len(known)} of the study's {len(EXPERIMENTS)}"
+             + (f" (+ {len(ran) - len(known)} other)" if len(ran) > len(known) else "")
+             + (f"; {len(c.unreadable)} could not be read" if c.unreadable else "")
+             + (f"; {len(c.missing)} missing" if c.missing else ""), ""]
+    if c.runs:
+        lines += ["| Experiment | Title | Scale | Wall time |", "| --- | --- | --- | ---: |"]
+        for r in c.runs:
+            lines.append(f"| [{r.name}]({_anchor(r.name)}) | {_cell(r.results.get('title', ''))} | "
+                         f"{_cell(_scale_short(r.results.get('scale')))} | {_duration(r.results.get('seconds'))} |")
+        lines.append("")
+    if c.unreadable:
+        lines += ["**Could not read** (these experiments are left out of the verdicts below; re-run them):", ""]
+        for u in c.unreadable:
+            rerun = f" Re-run: `{_command(u.name, c.workdir)}`" if u.name in EXPERIMENTS else ""
+            lines.append(f"- `{u.name}`: `{u.path}`: {_inline(u.error)}.{rerun}")
+        lines.append("")
+    if c.missing:
+        lines += ["**Missing** (not run yet; the command that runs each):", ""]
+        for name in c.missing:
+            partial = " (its folder exists but holds no results.json: did it finish?)" \
+                if (c.workdir / name).is_dir() else ""
+            lines.append(f"- `{name}`: {EXPERIMENTS[name][0]}{partial}: `{_command(name, c.workdir)}`")
+        lines.append("")
+    return lines
+
+
+def _conclusions(c: Collected) -> list[str]:
+    verdicts = c.verdicts()
+    lines = ["## The study's conclusions", "", VERDICT_RULE, "",
+             "| Conclusion | Our verdict | Findings |", "| --- | --- | --- |"]
+    for v in verdicts.values():
+        lines.append(f"| `{v.key}` | {_verdict_word(v.verdict)} | {_counts_text(v.counts)} |")
+    lines.append("")
+    for i, v in enumerate(verdicts.values(), 1):
+        lines += [f"### {i}. `{v.key}`: {v.verdict}", "", f"> {v.statement}", "",
+                  f"Our verdict: {_verdict_word(v.verdict)} ({_counts_text(v.counts)}).", ""]
+        if not v.findings:
+            lines += ["No finding bears on it: our numbers do not show it either way.", ""]
+        for f in v.findings:
+            lines.append(f"- {_verdict_word(f.verdict)}: {_sentence(f.claim)}. "
+                         f"Evidence: {_sentence(f.evidence) or '–'} "
+                         f"(experiment [{f.experiment}]({_anchor(f.experiment)})).")
+        lines.append("")
+        unreadable = {u.name for u in c.unreadable}
+        uncounted = [s for s in CONCLUSION_SOURCES.get(v.key, ()) if s in c.missing or s in unreadable]
+        if uncounted:
+            lines += ["Not counted yet: " + "; ".join(
+                f"`{s}` ({'could not be read' if s in unreadable else 'not run'}): `{_command(s, c.workdir)}`"
+                for s in uncounted) + ".", ""]
+    unknown = c.unknown_conclusions()
+    if unknown:
+        lines += ["**Findings naming an unknown conclusion** (not counted in any verdict above):", ""]
+        for f in unknown:
+            lines.append(f"- {_conclusion_label(f.conclusion)} ({f.experiment}): {_verdict_word(f.verdict)}: "
+                         f"{_sentence(f.claim)}. Evidence: {_sentence(f.evidence) or '–'}.")
+        lines.append("")
+    odd = [f for f in c.findings if f.verdict not in FINDING_VERDICTS]
+    if odd:
+        lines += ["**Findings with an unknown verdict** (never counted as supported):", ""]
+        lines += [f"- {f.experiment}: {_inline(f.claim)}: verdict {_inline(f.verdict) or '(none)'!r}" for f in odd]
+        lines.append("")
+    return lines
+
+
+def _experiment(run: Run, relative_to: Path) -> list[str]:
+    res = run.results
+    title = _inline(res.get("title") or EXPERIMENTS.get(run.name, ("",))[0])
+    lines = [f"## {run.name}", "", f"**{title}**" if title else "", ""]
+    if res.get("experiment") not in (None, run.name):
+        lines += [f"(results.json names the experiment `{_inline(res['experiment'])}`; its folder is "
+                  f"`{run.name}`.)", ""]
+    lines += [f"- {label.capitalize()}: {_inline(text)}" for label, text in _scale_items(res.get("scale"))]
+    lines += [f"- Wall time: {_duration(res.get('seconds'))}",
+              f"- Every number: [results.json]({_link(run.folder / RESULTS_FILE, relative_to)})", ""]
+    for t in res["tables"]:
+        if t.get("title"):
+            lines += [f"**{_inline(t['title'])}**", ""]
+        lines += [markdown_table(t["columns"], t["rows"]) if t["columns"] or t["rows"] else "(empty table)", ""]
+    for name in res["figures"]:
+        png = run.folder / name
+        stem = Path(name).stem
+        if not png.is_file():
+            lines += [f"*Figure `{name}` is listed in results.json but missing from `{run.folder}`.*", ""]
+            continue
+        lines.append(f"![{stem.replace('_', ' ')}]({_link(png, relative_to)})")
+        svg = png.with_suffix(".svg")
+        if svg.is_file():
+            lines.append(f"[{stem}.svg (vector)]({_link(svg, relative_to)})")
+        lines.append("")
+    if res["findings"]:
+        lines += ["Findings:", ""]
+        for f in run.findings:
+            lines.append(f"- [{_conclusion_label(f.conclusion)}] {_verdict_word(f.verdict)}: {_sentence(f.claim)}. "
+                         f"Evidence: {_sentence(f.evidence) or '–'}.")
+        lines.append("")
+    else:
+        lines += ["Findings: none.", ""]
+    return lines
+
+
+def render(collected: Collected, *, relative_to: str | os.PathLike | None = None,
+           generated: str | None = None) -> str:
+    """The Markdown report of ``collected``; links relative to ``relative_to`` (default: the workdir)."""
+    base = Path(relative_to) if relative_to is not None else collected.workdir
+    generated = generated or datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    lines = _header(collected, generated) + _conclusions(collected)
+    for run in collected.runs:
+        lines += _experiment(run, base)
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.rstrip("\n") + "\n"
+
+
+def build_report(workdir: str | os.PathLike, *, relative_to: str | os.PathLike | None = None) -> str:
+    """The Markdown report of the study in ``workdir`` (figure links relative to ``relative_to``,
+    default ``workdir``).
+
+    Raises:
+      FileNotFoundError: no experiment has written results in ``workdir``.
+    """
+    return render(collect(workdir), relative_to=relative_to)
+
+
+def write_report(workdir: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
+    """Write the report to ``path`` (default ``<workdir>/report.md``) atomically; return the path.
+
+    Raises:
+      FileNotFoundError: no experiment has written results in ``workdir``.
+    """
+    path = Path(path) if path is not None else Path(workdir) / REPORT_FILE
+    text = build_report(workdir, relative_to=path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,172 @@
+"""Sparsity against motion quality (study Fig. 1), with structured pruning on the same curve.
+
+Models: the trade-off sweep (:func:`mann_jax.study.models.tradeoff_models`: ``study.levels`` x
+``study.seeds``, unstructured global magnitude pruning on the one-cycle schedule, as the study)
+and, beyond the study, the same levels with whole hidden neurons pruned
+(``study.structured_levels``, granularity ``"neuron"``, scope ``study.structured_scope``; its 0 %
+point is the unstructured sweep's dense model: same initialisation, data order and budget).
+
+Measured per model (mean ± std over seeds per level):
+
+* foot skating (cm/frame, all paws, height above y = 0: the study's definition) while walking
+  and while turning abruptly (90° and 180° heading jumps), scripted from the same start pose;
+* "frozen while turning" fraction on the turns;
+* validation and held-out test loss (MSE on normalised outputs), and the posture error of
+  held-out clips replayed window by window (:mod:`mann_jax.evaluate.controller`);
+* for the real dog data, the skating of the real flat-floor clips as a reference line.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mann_jax.data.dataset import build_dataset
+from mann_jax.evaluate import ground_truth_skating
+from mann_jax.study import stats
+from mann_jax.study.evaluation import METRICS, SCENARIOS, evaluate_models, replay_window_set
+from mann_jax.study.models import TrainedModels, trained_models, tradeoff_models
+from mann_jax.study.results import save_figure, scale_of, table, write_results
+
+STRUCTURED = "structured"
+
+
+def model_rows(models: TrainedModels, dataset: Any, windows: Any, config: Any) -> list[dict[str, Any]]:
+    """Per model of ``models``: name, level, seed, size (from the sweep's table) and every metric of
+    :func:`mann_jax.study.evaluation.evaluate_models`."""
+    ev = evaluate_models(models, range(len(models.levels)), dataset, config, windows)
+    out = []
+    for i, row in enumerate(models.rows):
+        out.append({"name": row["name"], "level": float(models.levels[i]), "seed": int(models.seeds[i]),
+                    "nonzero": int(row["nonzero"]), "size_mb": float(row["size_mb"]), "mflops": float(row["mflops"]),
+                    "train_loss": float(row["train_loss"]),
+                    **{k: float(v[i]) for k, v in ev.values.items()}})
+    return out
+
+
+def by_level(rows: list[dict[str, Any]], key: str) -> dict[float, dict[str, Any]]:
+    """``{level: summary over seeds}`` of ``key``."""
+    levels = sorted({r["level"] for r in rows})
+    return {lv: stats.summary([r[key] for r in rows if r["level"] == lv]) for lv in levels}
+
+
+#: The metrics in the tables and figures (keys of :data:`mann_jax.study.evaluation.METRICS`).
+SHOWN = (("walk_skating_cm_per_frame", "skating walk (cm/frame)"),
+           ("turn90_skating_cm_per_frame", "skating turn 90° (cm/frame)"),
+           ("turn180_skating_cm_per_frame", "skating turn 180° (cm/frame)"),
+           ("frozen_fraction", "frozen while turning (90°, 180°)"),
+           ("val_loss", "validation loss"), ("test_loss", "held-out test loss"),
+           ("replay_error_local_m", "held-out posture error (m)"))
+
+
+def _plot_curves(curves: dict[str, list[dict[str, Any]]], keys: list[tuple[str, str]], out_dir: Path, stem: str,
+                 title: str, reference: float | None = None) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), squeeze=False)
+    for ax, (key, label) in zip(axes[0], keys):
+        for (curve, rows), style in zip(curves.items(), ("o-", "s--")):
+            s = by_level(rows, key)
+            x = np.array(list(s)) * 100
+            mean = np.array([v["mean"] for v in s.values()])
+            std = np.array([v["std"] for v in s.values()])
+            ax.errorbar(x, mean, yerr=std, fmt=style, capsize=3, label=curve)
+        if reference is not None and key.startswith("skating"):
+            ax.axhline(reference, color="k", lw=1, ls=":", label="mocap (flat-floor clips)")
+        ax.set_xlabel("sparsity (%)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, stem)
+
+
+def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Train (or reuse) the models, measure them, write ``<workdir>/tradeoff/`` and return the results."""
+    start = time.perf_counter()
+    out_dir = Path(workdir) / "tradeoff"
+    if dataset is None:
+        dataset = build_dataset(config.data, progress=progress)
+    study = config.study
+    unstructured = tradeoff_models(config, workdir, dataset=dataset, progress=progress)
+    structured = None
+    if len(study.structured_levels):
+        structured = trained_models(config, workdir, STRUCTURED, levels=study.structured_levels,
+                                    overrides={"pruning.granularity": "neuron", "pruning.scope": study.structured_scope},
+                                    dataset=dataset, progress=progress)
+    windows = replay_window_set(config, dataset)
+    rows_u = model_rows(unstructured, dataset, windows, config)
+    curves = {"unstructured (global, the study)": rows_u}
+    rows_s: list[dict[str, Any]] = []
+    if structured is not None:
+        rows_s = [r for r in rows_u if r["level"] == 0.0] + model_rows(structured, dataset, windows, config)
+        curves[f"structured (neurons, {study.structured_scope})"] = rows_s
+    reference = None
+    if config.data.source == "bvh":
+        reference = ground_truth_skating(config.data.path).clip_mean_cm_per_frame
+
+    figures = [
+        _plot_curves(curves, list(SHOWN[:3]), out_dir, "skating_vs_sparsity",
+                     "Foot skating against sparsity (mean ± std over seeds)", reference),
+        _plot_curves(curves, [SHOWN[3], SHOWN[4], SHOWN[5], SHOWN[6]], out_dir, "quality_vs_sparsity",
+                     "Turning, losses and held-out error against sparsity"),
+    ]
+
+    levels = sorted({r["level"] for r in rows_u})
+    summaries = {key: by_level(rows_u, key) for key, _ in SHOWN}
+    columns = ["sparsity", "non-zero", "Mb", "MFLOPs"] + [label for _, label in SHOWN]
+    first = {lv: next(r for r in rows_u if r["level"] == lv) for lv in levels}
+    body = [[f"{lv:.0%}", first[lv]["nonzero"], round(first[lv]["size_mb"], 2), round(first[lv]["mflops"], 3)]
+            + [stats.fmt(summaries[key][lv], ".4f") for key, _ in SHOWN] for lv in levels]
+    tables = [table("Unstructured (the study's setting): mean ± std over seeds", columns, body)]
+    if rows_s:
+        s_levels = sorted({r["level"] for r in rows_s})
+        s_sum = {key: by_level(rows_s, key) for key, _ in SHOWN}
+        s_first = {lv: next(r for r in rows_s if r["level"] == lv) for lv in s_levels}
+        tables.append(table(
+            f"Structured (whole neurons, {study.structured_scope}): mean ± std over seeds", columns,
+            [[f"{lv:.0%}", s_first[lv]["nonzero"], round(s_first[lv]["size_mb"], 2), round(s_first[lv]["mflops"], 3)]
+             + [stats.fmt(s_sum[key][lv], ".4f") for key, _ in SHOWN] for lv in s_levels]))
+
+    findings = []
+    x = [r["level"] for r in rows_u]
+    for key, what in (("walk_skating_cm_per_frame", "walking"), ("turn90_skating_cm_per_frame", "turning 90°"),
+                      ("turn180_skating_cm_per_frame", "turning 180°")):
+        verdict, evidence = stats.trend(x, [r[key] for r in rows_u], claim="increasing")
+        findings.append(stats.Finding("sparsity_costs_quality", f"Foot skating while {what} rises with sparsity "
+                                      "(unstructured, 0-90 %).", verdict, evidence))
+    verdict, evidence = stats.trend(x, [r["val_loss"] for r in rows_u], claim="increasing")
+    findings.append(stats.Finding("sparsity_costs_quality", "Validation loss rises with sparsity.", verdict, evidence))
+    verdict, evidence = stats.trend(x, [r["replay_error_local_m"] for r in rows_u], claim="increasing")
+    findings.append(stats.Finding(None, "The posture error on held-out clips rises with sparsity.", verdict, evidence))
+    for lv in sorted({r["level"] for r in rows_s} - {0.0}):
+        if lv not in levels:
+            continue
+        a = [r["val_loss"] for r in rows_s if r["level"] == lv]
+        b = [r["val_loss"] for r in rows_u if r["level"] == lv]
+        verdict, evidence = stats.compare_means(a, b, claim="greater")
+        findings.append(stats.Finding(None, f"At {lv:.0%} sparsity, structured (neuron) pruning reaches a higher "
+                                      "validation loss than unstructured pruning (structured vs unstructured).",
+                                      verdict, evidence))
+
+    scalars: dict[int, dict[str, float]] = {}
+    for key, _ in SHOWN:
+        for lv, s in summaries[key].items():
+            scalars.setdefault(int(round(lv * 100)), {})[f"unstructured/{key}"] = s["mean"]
+    data = {"levels": levels, "models": rows_u, "structured_models": rows_s,
+            "summary": {key: {str(lv): s for lv, s in v.items()} for key, v in summaries.items()},
+            "mocap_skating_cm_per_frame": reference, "scenarios": list(SCENARIOS),
+            "metrics": METRICS, "eval_split": study.eval_split,
+            "replay_windows": {"count": windows.num_windows, "seconds": study.replay_window_seconds,
+                               "clips": sorted(set(windows.clips))}}
+    seconds = time.perf_counter() - start
+    return write_results(out_dir, experiment="tradeoff", title="Sparsity vs motion quality (study Fig. 1)",
+                         scale=scale_of(config), tables=tables, figures=figures, findings=findings, data=data,
+                         seconds=seconds, scalars=scalars)
