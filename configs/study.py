@@ -36,7 +36,7 @@ def study_config() -> ml_collections.ConfigDict:
     s.seeds = (23456, 1, 2)  # every experiment: one model per seed, figures give mean +- std
     s.levels = tuple(round(0.1 * i, 1) for i in range(10))  # the trade-off curve (unstructured, the study)
     s.structured_levels = (0.3, 0.5, 0.7, 0.9)  # the same curve with whole hidden neurons pruned; () = skip
-    s.structured_scope = "local"  # neuron pruning per layer (global neuron scores are not comparable across layers)
+    s.structured_scope = "local"  # neurons pruned per layer (every layer keeps the same fraction); "global" ranks them across layers
     s.sparse_level = 0.9  # the sparse model of the ablation and activation studies (a level of `levels`)
     s.same_size_fractions = (0.5, 0.25, 0.125)  # dense hidden = base hidden x fraction (512 -> 256, 128, 64)
     s.schedules = ("one_cycle", "agp", "one_shot")  # compared at `schedule_level` on the same budget

@@ -294,6 +294,12 @@ class TrainingData:
 def training_data(config: Any, dataset: Dataset | None = None, *, progress: bool = True) -> TrainingData:
     """Builds (or takes) the dataset of ``config.data`` and works out batches per epoch and total steps.
 
+    ``data_key`` (the checkpoint's record of the data) is the dataset's own
+    :attr:`~mann_jax.data.dataset.Dataset.cache_key`, computed once by
+    :func:`~mann_jax.data.dataset.build_dataset` (the input files are hashed once per run), or
+    ``cache_key(config.data)`` for a dataset that carries none (built without the cache). Same
+    value either way for a dataset built from ``config.data``.
+
     Raises:
         TrainingError: fewer training rows than one batch.
     """
@@ -307,7 +313,7 @@ def training_data(config: Any, dataset: Dataset | None = None, *, progress: bool
         raise TrainingError(f"{len(x_train)} training rows are fewer than one batch of {batch_size}")
     return TrainingData(x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, batch_size=batch_size,
                         n_batches=n_batches, total_steps=int(config.train.epochs) * n_batches,
-                        data_key=cache_key(config.data))
+                        data_key=dataset.cache_key if dataset.cache_key is not None else cache_key(config.data))
 
 
 def check_checkpoint_setup(checkpoints: Checkpoints, config_dict: dict[str, Any], data_key: str, workdir: Path,

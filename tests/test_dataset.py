@@ -127,3 +127,61 @@ def test_config_errors():
     c.styles.move_sped = 1.0
     with pytest.raises(ValueError, match="unknown style rule"):
         ds.style_rules_from(c)
+
+
+def test_training_data_hashes_each_input_file_once(tmp_path, monkeypatch):
+    """train()/run_sweep's start-up (training_data) digests every input file once: the checkpoint's
+    data key is the key build_dataset computed for the cache, not a second hash of the files."""
+    from collections import Counter
+
+    from mann_jax.data.bvh import save_bvh
+    from mann_jax.data.synthetic import generate_clip
+    from mann_jax.train import training_data
+
+    clips, labels = tmp_path / "clips", tmp_path / "labels"
+    clips.mkdir()
+    labels.mkdir()
+    for seed in (1, 2):
+        save_bvh(generate_clip(seed=seed, num_frames=140, name=f"clip{seed}").motion, clips / f"clip{seed}.bvh")
+    (labels / "clip1.txt").write_text("0 40 Sit\n")
+    config = default.get_config()
+    config.data.update(source="bvh", path=str(clips), labels_dir=str(labels), cache_dir=str(tmp_path / "cache"))
+    config.train.batch_size = 8
+    files = sorted([*clips.glob("*.bvh"), labels / "clip1.txt"])
+    want_key = ds.cache_key(config.data)  # before counting: the key's value must not change
+
+    digested = Counter()
+    real_digest = ds._file_digest
+
+    def counting_digest(path):
+        digested[path.name] += 1
+        return real_digest(path)
+
+    monkeypatch.setattr(ds, "_file_digest", counting_digest)
+    data = training_data(config, progress=False)  # builds and writes the cache
+    assert digested == Counter({p.name: 1 for p in files})
+    assert data.data_key == want_key
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"bvh-{want_key}.npz"]
+
+    # Second start-up: the existing cache file is found (nothing rebuilt), still one digest per file.
+    digested.clear()
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the cache file was not found")
+
+    monkeypatch.setattr(ds, "_rows_from_bvh", no_rebuild)
+    again = training_data(config, progress=False)
+    assert digested == Counter({p.name: 1 for p in files}) and again.data_key == want_key
+
+    # A dataset handed in (run_sweep, the study) carries its key: no hashing at all.
+    dataset = ds.build_dataset(config.data, progress=False)
+    assert dataset.cache_key == want_key
+    digested.clear()
+    assert training_data(config, dataset, progress=False).data_key == want_key and not digested
+    # Without the cache the dataset carries no key and training_data computes it (once).
+    monkeypatch.undo()
+    uncached = ds.build_dataset(config.data, progress=False, use_cache=False)
+    assert uncached.cache_key is None
+    monkeypatch.setattr(ds, "_file_digest", counting_digest)
+    assert training_data(config, uncached, progress=False).data_key == want_key
+    assert digested == Counter({p.name: 1 for p in files})

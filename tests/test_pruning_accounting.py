@@ -177,6 +177,50 @@ def test_table1_counts_exact_and_monotone(
         assert b.size_mb < a.size_mb and b.csr_size_mb < a.csr_size_mb
 
 
+def _numpy_global_magnitude_masks(params: dict[str, Any], s: float) -> dict[str, np.ndarray]:
+    """Independent reference (the former numpy implementation): stable argsort of |w| over the
+    expert weights in layer order, the round(s·N) smallest (ties: lower flat index) pruned."""
+    names = sorted((k for k in params if k.startswith("layer")), key=lambda k: int(k[5:]))
+    w = [np.abs(np.asarray(params[k]["alpha"], np.float32)) for k in names]
+    n = sum(a.size for a in w)
+    keep = np.ones(n, bool)
+    keep[np.argsort(np.concatenate([a.ravel() for a in w]), kind="stable")[: int(round(s * n))]] = False
+    bounds = np.cumsum([0] + [a.size for a in w])
+    return {k: keep[a:b].reshape(x.shape) for k, a, b, x in zip(names, bounds[:-1], bounds[1:], w)}
+
+
+def test_global_magnitude_masks_are_trainings_and_match_a_numpy_reference_on_the_default_model(
+    default_params: dict[str, Any]
+) -> None:
+    levels = (0.0, 0.1, 0.25, 0.5, 0.9, 0.95, 1.0)
+    for s, m in zip(levels, acc.global_magnitude_masks(default_params, levels)):
+        want = _numpy_global_magnitude_masks(default_params, s)
+        for k, kept in want.items():
+            np.testing.assert_array_equal(m[k]["alpha"], kept, err_msg=f"{k} at {s}")
+            assert m[k]["beta"].shape == default_params[k]["beta"].shape and m[k]["beta"].all()
+        assert all(np.asarray(v["kernel"]).all() for v in m["gating"].values())
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        acc.global_magnitude_masks(default_params, [1.5])
+
+
+def test_global_magnitude_masks_run_trainings_mask_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No second implementation of the ranking: the accounting masks come from the function every
+    # unstructured mask update of prune() runs (replace it and the accounting masks follow).
+    from mann_jax.pruning import masks as pm
+
+    calls = []
+
+    def keep_all(scores, masks, sparsity, *, scope="global", axis_name=None):
+        calls.append(scope)
+        return [np.ones(np.shape(s), bool) for s in scores]
+
+    monkeypatch.setattr(pm, "unstructured_masks", keep_all)
+    params, _ = _tiny()
+    (m,) = acc.global_magnitude_masks(params, [0.5])
+    assert calls == ["global"]
+    assert all(m[f"layer{i}"]["alpha"].all() for i in range(3))
+
+
 def test_table1_takes_given_masks() -> None:
     params, masks = _tiny()
     rows = acc.table1([0.0, 0.9], params=params, masks=[{}, masks])

@@ -30,6 +30,7 @@ from mann_jax.pruning import (
     sparsity_report,
     with_target_sparsity,
 )
+from mann_jax.pruning.masks import magnitude_masks
 from mann_jax.train import ModelFunctions, build_model, init_state, make_optimizer, make_train_step
 
 FAST = settings(max_examples=12, deadline=None, derandomize=True)
@@ -147,6 +148,33 @@ def test_global_exact_count_and_brute_force_ranking(shapes, seed, target, levels
     got = ~np.concatenate([masks[k].ravel() for k in names])
     np.testing.assert_array_equal(got, want)
     assert got.sum() == pruned_count(target, scores.size)
+
+
+@FAST
+@given(st.sampled_from(SHAPES), st.integers(0, 2**32 - 1), st.floats(0.0, 0.999), st.sampled_from(["global", "local"]))
+def test_magnitude_masks_equal_a_prune_mask_update(shapes, seed, target, scope):
+    # magnitude_masks (used by accounting.global_magnitude_masks) runs the same selection as training.
+    params = _tree(shapes, seed, 3)
+    names = "|".join(sorted(params))
+    got = jax.tree.map(np.asarray, _magnitude_masks_fn(names, scope)(params, jnp.float32(target)))
+    want = one_shot_masks(params, target, scope)
+    for k in params:
+        np.testing.assert_array_equal(np.broadcast_to(got[k], params[k].shape), want[k])
+
+
+@functools.lru_cache(maxsize=None)
+def _magnitude_masks_fn(names: str, scope: str):
+    return jax.jit(lambda p, s: magnitude_masks(p, s, scope=scope, prunable=names))
+
+
+def test_magnitude_masks_reach_one_and_check_the_level():
+    params = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "bias": np.ones(3, np.float32)}
+    m = magnitude_masks(params, 1.0, prunable="a")
+    assert not np.asarray(m["a"]).any() and np.asarray(m["bias"]).shape == ()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        magnitude_masks(params, 1.5, prunable="a")
+    with pytest.raises(ValueError, match="selects no parameter"):
+        magnitude_masks(params, 0.5, prunable="zzz")
 
 
 @FAST

@@ -54,10 +54,21 @@ def _neuron_step(scope: str):
 
 
 def _reference_units(params: dict, k: int, scores_of_layers: list[np.ndarray]) -> np.ndarray:
+    """Pruned units (one-shot, all alive), brute force.
+
+    One layer (local): the ``min(k, H - 1)`` lowest raw scores, ties by position. Several layers
+    (global): each layer's scores divided by their mean absolute value, the best unit of every
+    layer (last in the ranking) protected, then the ``min(k, N - layers)`` lowest of the rest.
+    """
+    if len(scores_of_layers) > 1:
+        scores_of_layers = [s / np.mean(np.abs(s)) for s in scores_of_layers]
     s = np.concatenate(scores_of_layers)
+    layer = np.concatenate([np.full(len(x), i) for i, x in enumerate(scores_of_layers)])
     order = np.lexsort((np.arange(s.size), s))
+    protected = {[j for j in order if layer[j] == i][-1] for i in range(len(scores_of_layers))}
+    candidates = [j for j in order if j not in protected]
     pruned = np.zeros(s.size, bool)
-    pruned[order[:k]] = True
+    pruned[candidates[:min(k, s.size - len(protected))]] = True
     return pruned
 
 
@@ -119,7 +130,9 @@ def test_shrink_gives_a_smaller_mann_with_the_masked_outputs():
     params = jax.tree.map(lambda a: a + rng.normal(0, 0.1, a.shape).astype(np.float32), fns.params)
     sched = make_schedule("linear", start=0, end=0.5, total_steps=6)
     # Local: at this tiny size the raw L1 unit scores of hidden layer 1 (fan-in 16) are all below
-    # those of hidden layer 0 (fan-in 480), so a global ranking would empty layer 1.
+    # those of hidden layer 0 (fan-in 480), so a global ranking of raw scores would empty layer 1
+    # (global neuron pruning therefore ranks layer-normalised scores and keeps a unit per layer:
+    # see test_global_neuron_pruning_never_empties_a_layer).
     tx = prune(optax.sgd(1e-3), target_sparsity=0.5, schedule=sched, granularity="neuron", scope="local")
 
     @jax.jit
@@ -142,6 +155,44 @@ def test_shrink_gives_a_smaller_mann_with_the_masked_outputs():
     np.testing.assert_allclose(np.asarray(small.predict(small_params, x)), np.asarray(fns.predict(params, x)),
                                atol=1e-5, rtol=0)
     assert sparsity_report(state.masks)["layer0/beta"] == 1 - sizes[0] / 16
+
+
+@pytest.mark.parametrize("target", [0.6, 0.75, 0.8, 0.95])
+def test_global_neuron_pruning_never_empties_a_layer(target):
+    # layer2's weights are 1000x the others: every raw L1 score of hidden layer 1 (whose outgoing
+    # weights are layer2's) is far above every score of hidden layer 0, so a raw global ranking
+    # would prune all of layer 0 first (the failure seen at 75 %: a constant network output).
+    params = _mann_like(7)
+    params["layer2"]["alpha"] = params["layer2"]["alpha"] * np.float32(1000.0)
+    s0, s1 = _l1_unit_scores(params)
+    assert s0.max() < s1.min()
+    k = pruned_count(target, H0 + H1)
+    raw = np.zeros(H0 + H1, bool)
+    raw[np.lexsort((np.arange(H0 + H1), np.concatenate([s0, s1])))[:k]] = True
+    assert raw[:H0].all() == (k >= H0)  # what the raw ranking would have done
+    _, masks = _neuron_step("global")(params, jnp.float32(target))
+    u0, u1 = (np.asarray(u) for u in units_from_masks(masks))
+    assert u0.any() and u1.any()  # no layer emptied
+    # Exact count: round(s * (H0 + H1)), except that each layer keeps at least one unit.
+    assert (~u0).sum() + (~u1).sum() == min(k, H0 + H1 - 2)
+    if k <= H0 + H1 - 2:
+        assert (~u0).sum() + (~u1).sum() == k
+    np.testing.assert_array_equal(np.concatenate([u0, u1]), ~_reference_units(params, k, [s0, s1]))
+    sizes = hidden_sizes_after(masks)
+    assert min(sizes) >= 1 and sum(sizes) == H0 + H1 - min(k, H0 + H1 - 2)
+
+
+@pytest.mark.parametrize("scope", ["global", "local"])
+def test_neuron_pruning_keeps_a_unit_per_layer_at_the_highest_sparsity(scope):
+    params = _mann_like(11)
+    _, masks = _neuron_step(scope)(params, jnp.float32(0.99))  # round(0.99 * H) = H: capped
+    u0, u1 = (np.asarray(u) for u in units_from_masks(masks))
+    assert u0.sum() == 1 and u1.sum() == 1
+    s0, s1 = _l1_unit_scores(params)
+    if scope == "local":  # the survivor is the best unit of its layer
+        assert s0[u0][0] == s0.max() and s1[u1][0] == s1.max()
+    np.testing.assert_array_equal(
+        np.asarray(shrink(params, masks)["layer1"]["alpha"]).shape, (K, 1, 1))
 
 
 def test_shrink_needs_neuron_masks():

@@ -154,7 +154,7 @@ def test_toy_run_writes_everything_and_trained_counts_match(toy_study, tmp_path)
                 assert metrics[key]["n"] == len(config.study.seeds) == 3, key
                 assert all(np.isfinite(metrics[key]["values"])), key
     findings = res["findings"]
-    assert len(findings) == 3 * len(pairs)
+    assert len(findings) == 4 * len(pairs)
     assert {f["conclusion"] for f in findings} == {"pruned_beats_small_dense"}
     assert all(f["verdict"] in ("supported", "contradicted", "inconclusive") for f in findings)
     assert res["tables"][0]["rows"][0][:2] == ["h8", "dense"]

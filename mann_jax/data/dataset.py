@@ -68,6 +68,11 @@ class Dataset:
       clip_frames: number of frames per clip.
       normalisation: statistics of the training rows.
       skipped: ``{clip: reason}`` for clips that were reported and left out.
+      cache_key: :func:`cache_key` of the data config the dataset was built from, set by
+        :func:`build_dataset` when it used the cache (computed once there, so that training can
+        reuse it as the checkpoint's data key without hashing the input files again); ``None`` for
+        a dataset built with ``use_cache=False`` or assembled directly. Not stored in the cache
+        file (the file's name holds it).
     """
 
     inputs: np.ndarray
@@ -81,6 +86,7 @@ class Dataset:
     clip_frames: tuple[int, ...]
     normalisation: Normalisation
     skipped: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    cache_key: str | None = None
 
     @property
     def num_rows(self) -> int:
@@ -412,7 +418,8 @@ def build_dataset(config: Any, *, progress: bool = True, use_cache: bool = True)
     Args:
       config: the ``data`` part of a config (see ``configs/default.py``).
       progress: show a progress bar over clips.
-      use_cache: read and write the cache (``config.cache_dir``, default ``~/.cache/mann_jax``).
+      use_cache: read and write the cache (``config.cache_dir``, default ``~/.cache/mann_jax``);
+        the returned dataset then carries its :func:`cache_key` (``Dataset.cache_key``).
     """
     if config.source not in SOURCES:
         raise ValueError(f"unknown data source {config.source!r}; expected one of {SOURCES}")
@@ -420,12 +427,13 @@ def build_dataset(config: Any, *, progress: bool = True, use_cache: bool = True)
         raise ValueError(f"on_bad_clip must be 'skip' or 'raise', got {config.on_bad_clip!r}")
     if config.source != "synthetic" and not config.path:
         raise ValueError(f"data.path must name a folder for source {config.source!r}")
-    path = None
+    path = key = None
     if use_cache:
-        path = Path(config.cache_dir or default_cache_dir()) / f"{config.source}-{cache_key(config)}.npz"
+        key = cache_key(config)  # the only hashing of the input files (the Dataset carries the key)
+        path = Path(config.cache_dir or default_cache_dir()) / f"{config.source}-{key}.npz"
         if path.exists():
             try:
-                return _from_npz(path)
+                return dataclasses.replace(_from_npz(path), cache_key=key)
             except Exception as e:  # a truncated or foreign file: rebuild rather than trust it
                 log.warning("ignoring unreadable dataset cache %s (%s); rebuilding", path, e)
     start = time.perf_counter()
@@ -441,4 +449,4 @@ def build_dataset(config: Any, *, progress: bool = True, use_cache: bool = True)
     log.info("built dataset in %.1f s", time.perf_counter() - start)
     if path is not None:
         _to_npz(dataset, path)
-    return dataset
+    return dataclasses.replace(dataset, cache_key=key)

@@ -417,26 +417,32 @@ def default_params(seed: int = DEFAULT_SEED) -> dict[str, Any]:
 def global_magnitude_masks(params: Params, sparsities: Sequence[float]) -> list[dict[str, Any]]:
     """One GLOBAL magnitude mask tree per sparsity over the expert weights (``alpha`` leaves).
 
-    Ranks ``|w|`` over the concatenation of all expert weight matrices (stable sort: ties go to
-    the lower flat index) and zeroes exactly ``round(s·N)`` of them; other leaves get all-True
-    masks. A local reference implementation, so the accounting stands alone.
+    The masks training makes: :func:`mann_jax.pruning.masks.magnitude_masks` (the selection of a
+    ``prune(..., scope="global")`` mask update, not a re-implementation): ``|w|`` (float32) ranked
+    over all expert weight matrices together, exactly ``round(s·N)`` zeros (``s`` as float32,
+    half to even: :func:`~mann_jax.pruning.scoring.pruned_count`), ties to the lower flat index
+    in the parameter tree's sorted-key order. Returned as plain numpy trees (in ``params``' key
+    order) with full-shape bool masks on every leaf, all True off the expert weights.
     """
+    import jax
+    import jax.numpy as jnp
+
+    from mann_jax.pruning.masks import magnitude_masks
+
     flat = {k: np.asarray(v) for k, v in _flatten(params).items()}
-    prunable = [p for p in flat if leaf_kind(p) == "expert_weights"]
-    n = sum(flat[p].size for p in prunable)
-    order = np.argsort(np.concatenate([np.abs(flat[p]).ravel() for p in prunable]), kind="stable")
-    out = []
-    for s in sparsities:
+    levels = [float(s) for s in sparsities]
+    for s in levels:
         if not 0.0 <= s <= 1.0:
             raise ValueError(f"sparsity must lie in [0, 1], got {s}")
-        keep = np.ones(n, bool)
-        keep[order[: int(round(s * n))]] = False
-        masks: dict[str, np.ndarray] = {p: np.ones(a.shape, bool) for p, a in flat.items()}
-        start = 0
-        for p in prunable:
-            masks[p] = keep[start : start + flat[p].size].reshape(flat[p].shape)
-            start += flat[p].size
-        out.append(_unflatten(masks))
+    if not levels:
+        return []
+    prunable = lambda path, leaf: leaf_kind(path) == "expert_weights"  # noqa: E731
+    tree = jax.tree.map(jnp.asarray, _unflatten(flat))
+    one = jax.jit(lambda p, s: magnitude_masks(p, s, scope="global", prunable=prunable))
+    out = []
+    for s in levels:
+        kept = _flatten(jax.tree.map(np.asarray, one(tree, jnp.float32(s))))
+        out.append(_unflatten({p: np.broadcast_to(kept[p], a.shape).copy() for p, a in flat.items()}))
     return out
 
 

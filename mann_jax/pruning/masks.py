@@ -40,8 +40,9 @@ Design (learnt from jaxpruner, which is not a dependency):
 * **Every step**: masked gradients go into the inner optimizer, and the update of a pruned
   weight is replaced by ``-param``, so ``param + update == 0`` exactly after
   ``optax.apply_updates``; this also kills revival through Adam moments or decoupled weight decay.
-* **Granularity**: ``"unstructured"`` (here), ``"neuron"`` and ``"n:m"`` (see
-  :mod:`mann_jax.pruning.structured`).
+* **Granularity**: ``"unstructured"`` (here, :func:`unstructured_masks`), ``"neuron"`` and
+  ``"n:m"`` (see :mod:`mann_jax.pruning.structured`; global neuron pruning ranks layer-normalised
+  unit scores and never empties a hidden layer).
 * **Prunable leaves** (unstructured and n:m): by default the expert matrices ``layer0/alpha``,
   ``layer1/alpha``, ``layer2/alpha``; :data:`EXPERTS_AND_GATING` adds the gating kernels. A filter
   is a regex (full match on the ``/``-joined path) or ``(path, leaf) -> bool``; leaves named
@@ -282,19 +283,10 @@ def prune(
                     out[i] = jnp.where(apply, structured.n_m_mask(scores_of(i), m_leaves[i], n, m), m_leaves[i])
         else:
             idx = [i for i, p in enumerate(paths) if p in chosen]
-            if scope == "global":
-                flat = jnp.concatenate([scores_of(i).ravel() for i in idx])
-                pruned = lowest_k(flat, count_for_sparsity(sparsity, flat.shape[0]), axis_name=axis_name)
-                start = 0
-                for i in idx:
-                    size = int(np.prod(np.shape(p_leaves[i])))
-                    out[i] = m_leaves[i] & ~pruned[start:start + size].reshape(np.shape(p_leaves[i]))
-                    start += size
-            else:
-                for i in idx:
-                    s = scores_of(i).ravel()
-                    pruned = lowest_k(s, count_for_sparsity(sparsity, s.shape[0]), axis_name=axis_name)
-                    out[i] = m_leaves[i] & ~pruned.reshape(np.shape(p_leaves[i]))
+            scores = [score_fn(p_leaves[i], g_leaves[i], jax.random.fold_in(key, i)) for i in idx]
+            kept = unstructured_masks(scores, [m_leaves[i] for i in idx], sparsity, scope=scope, axis_name=axis_name)
+            for i, mk in zip(idx, kept):
+                out[i] = mk
         return treedef.unflatten(out)
 
     def update_fn(
@@ -322,6 +314,90 @@ def prune(
                                  masks=masks, inner_state=inner_state)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def unstructured_masks(
+    scores: list[jax.Array],
+    masks: list[jax.Array],
+    sparsity: float | jax.Array,
+    *,
+    scope: Scope = "global",
+    axis_name: str | None = None,
+) -> list[jax.Array]:
+    """The unstructured mask update of :func:`prune`: new kept masks of the prunable leaves.
+
+    This is the function every unstructured mask update of training runs (and
+    :func:`magnitude_masks`, hence :func:`mann_jax.pruning.accounting.global_magnitude_masks`):
+    exact counts and ties as in the module docstring. Already-pruned entries (``masks`` False)
+    score ``-inf`` and the result is and-ed with ``masks``, so nothing is revived.
+
+    Args:
+        scores: Element scores of the prunable leaves in tree order (cast to float32).
+        masks: Their current bool masks (True = kept), each of its leaf's shape or scalar ``True``.
+        sparsity: Fraction of the prunable weights to prune, in [0, 1] (may be traced).
+        scope: ``"global"`` (one ranking, ``round(s * N)`` over all leaves) or ``"local"`` (per leaf).
+        axis_name: Enclosing ``jax.vmap`` axis name (see :func:`~mann_jax.pruning.scoring.lowest_k`).
+
+    Returns:
+        One full-shape bool mask per leaf (True = kept).
+    """
+    if scope not in ("global", "local"):
+        raise ValueError(f"scope must be 'global' or 'local', got {scope!r}")
+    shapes = [np.shape(s) for s in scores]
+    flat = [jnp.where(m, jnp.asarray(s, jnp.float32), -jnp.inf).ravel() for s, m in zip(scores, masks)]
+    if scope == "global":
+        both = jnp.concatenate(flat)
+        pruned_all = lowest_k(both, count_for_sparsity(sparsity, both.shape[0]), axis_name=axis_name)
+        bounds = np.cumsum([0] + [f.shape[0] for f in flat])
+        pruned = [pruned_all[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    else:
+        pruned = [lowest_k(f, count_for_sparsity(sparsity, f.shape[0]), axis_name=axis_name) for f in flat]
+    return [m & ~p.reshape(shape) for m, p, shape in zip(masks, pruned, shapes)]
+
+
+def magnitude_masks(
+    params: Any, sparsity: float | jax.Array, *, scope: Scope = "global", prunable: PrunableFn | str | None = None
+) -> Any:
+    """One-shot magnitude masks: what one mask update of :func:`prune` gives from dense masks.
+
+    Scores ``|w|`` (``SCORES["magnitude"]``) and selects with :func:`unstructured_masks`, the
+    function training runs, so these masks are exactly those of a ``prune(..., criterion=
+    "magnitude", granularity="unstructured")`` update at ``sparsity``. Unlike :func:`prune`'s
+    target, ``sparsity`` may be 1 (everything pruned). Jit-able (``sparsity`` may be traced).
+
+    Args:
+        params: Parameter tree.
+        sparsity: Fraction of the prunable weights to prune, in [0, 1].
+        scope: ``"global"`` or ``"local"``.
+        prunable: Leaves to prune (regex or callable, as in :func:`prune`); default the expert matrices.
+
+    Returns:
+        The masks in :class:`PruningState` layout: full-shape bool masks on the prunable leaves,
+        scalar ``True`` elsewhere.
+
+    Raises:
+        ValueError: the filter selects no parameter, or a concrete ``sparsity`` outside [0, 1].
+    """
+    try:
+        value = float(sparsity)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        value = None
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(f"sparsity must lie in [0, 1], got {value}")
+    chosen = set(prunable_paths(params, prunable))
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    paths = [path_string(p) for p, _ in flat]
+    if not chosen:
+        raise ValueError(f"the prunable filter selects no parameter; paths: {paths}")
+    score_fn = get_score("magnitude")
+    idx = [i for i, p in enumerate(paths) if p in chosen]
+    leaves = [jnp.asarray(leaf) for _, leaf in flat]
+    scores = [score_fn(leaves[i], None, jax.random.key(0)) for i in idx]
+    kept = unstructured_masks(scores, [jnp.ones((), bool)] * len(idx), sparsity, scope=scope)
+    out = [jnp.ones((), bool)] * len(leaves)
+    for i, mk in zip(idx, kept):
+        out[i] = mk
+    return treedef.unflatten(out)
 
 
 def sparsity_report(tree: Any, prunable: PrunableFn | str | None = None) -> dict[str, float]:

@@ -9,11 +9,42 @@ MANN computes exactly what the masked full-size one does (evaluation mode).
 
 A unit's score is the sum of the element scores of its incoming and outgoing weights over all
 experts: for ``"magnitude"`` the L1 norm ``sum |alpha_h[:, :, j]| + sum |alpha_{h+1}[:, j, :]|``
-(biases are not scored). Scores are raw (not normalised by fan-in), so with ``scope="global"``
-(one exact count ``round(s * (H0 + H1))`` over both hidden layers together) the layers may end up
-with different sparsities; ``scope="local"`` prunes ``round(s * H_h)`` units in each layer.
-``target_sparsity`` is the fraction of hidden UNITS removed, not of weights. Pruned units are
-never revived (they score ``-inf``; the new unit mask is and-ed with the old one).
+(biases are not scored). ``target_sparsity`` is the fraction of hidden UNITS removed, not of
+weights. Pruned units are never revived (they score ``-inf``; the new unit mask is and-ed with the
+old one).
+
+* ``scope="local"`` ranks each layer on its own raw scores and prunes
+  ``min(round(s * H_h), H_h - 1)`` units of hidden layer ``h``.
+* ``scope="global"`` ranks both hidden layers together on **layer-normalised** scores: each unit's
+  score divided by the mean absolute score of the alive units of its layer (:func:`normalise_layer`).
+  Raw L1 scores are not comparable across layers: a unit's score sums ``K * (fan_in + fan_out)``
+  weights whose scale differs by layer (initialisation scales with ``1 / sqrt(fan_in)``, and
+  training moves layers differently). In the default MANN (480-512-512-363, seed 23456) at
+  initialisation every raw score of hidden layer 1 (17.7-18.4: 512 in, 363 out) lies below every
+  score of hidden layer 0 (18.9-19.7: 480 in, 512 out), so 75 % global pruning on raw scores
+  removed all 512 units of layer 1 (constant output); with the normalisation it keeps 122 and 134
+  units. Dividing by the layer's mean makes every layer's scores average 1, so the ranking
+  compares units *relative to their layer* and does not change when a layer's scores are all
+  multiplied by a constant. This is the layer-wise normalisation of Molchanov et al. 2017
+  ("Pruning Convolutional Neural Networks for Resource Efficient Inference", ICLR,
+  arXiv:1611.06440, "Normalization": criteria whose scale varies from layer to layer are rescaled
+  per layer before the global ranking); they divide by the layer's L2 norm, we by the mean (the
+  L1 norm over the unit count), so that a layer's width does not shift its scores (the L2 norm
+  of ``H`` equal scores grows like ``sqrt(H)``, which would favour pruning the wider layer).
+  Dividing by the number of weights of a unit instead was rejected: it corrects for fan-in but
+  not for the per-layer weight scale, which is exactly what differs here (at the initialisation
+  above it would rank every unit of layer 0 below every unit of layer 1 instead). A layer whose alive units all score 0 is left unscaled.
+  On top of the ranking, the best unit of each layer (highest normalised score, the higher index on
+  ties, i.e. the unit the ranking would prune last) is protected, so **no layer is ever emptied**.
+  Count: exactly ``min(round(s * (H0 + H1)), H0 + H1 - 2)`` units pruned in total. The protection
+  changes the selection only when the unconstrained ranking would have emptied a layer; it then
+  prunes the next-ranked unit of the other layer instead (the count is unchanged unless
+  ``round(s * (H0 + H1)) > H0 + H1 - 2``).
+
+So the total count is ``round(s * H)`` as before, except that at most ``H - 1`` units of a layer
+(local) or ``H0 + H1 - 2`` units in all (global) are pruned: every hidden layer keeps at least one
+unit, so the network never collapses to a constant output and :func:`shrink` never yields an empty
+layer.
 
 The neuron masks live in the pruning state as full-shape bool masks of the five leaves a unit
 touches (``layer0/alpha``, ``layer0/beta``, ``layer1/alpha``, ``layer1/beta``, ``layer2/alpha``);
@@ -92,7 +123,11 @@ def prune_units(
     scope: Scope,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """New unit masks with exactly ``round(s * H)`` units pruned (never fewer than already pruned).
+    """New unit masks with exact counts that never empty a layer (never fewer than already pruned).
+
+    Counts (see the module docstring): ``local`` prunes ``min(round(s * H_h), H_h - 1)`` units of
+    each layer (ranked on raw scores); ``global`` prunes ``min(round(s * (H0 + H1)), H0 + H1 - 2)``
+    units in all, ranked on :func:`normalise_layer` scores, with each layer's best unit protected.
 
     Args:
         scores: Unit scores from :func:`unit_scores`.
@@ -106,12 +141,43 @@ def prune_units(
     """
     h0 = scores[0].shape[0]
     if scope == "global":
-        both = jnp.concatenate(scores)
-        pruned = lowest_k(both, count_for_sparsity(sparsity, both.shape[0]), axis_name=axis_name)
+        normed = [normalise_layer(s, a) for s, a in zip(scores, alive)]
+        protected = jnp.concatenate([best_unit(s, a) for s, a in zip(normed, alive)])
+        both = jnp.concatenate(normed)
+        n = both.shape[0]
+        k = jnp.minimum(count_for_sparsity(sparsity, n), n - jnp.sum(protected, dtype=jnp.int32))
+        pruned = lowest_k(jnp.where(protected, jnp.inf, both), k, axis_name=axis_name) & ~protected
         p0, p1 = pruned[:h0], pruned[h0:]
     else:
-        p0, p1 = (lowest_k(s, count_for_sparsity(sparsity, s.shape[0]), axis_name=axis_name) for s in scores)
+        p0, p1 = (lowest_k(s, jnp.minimum(count_for_sparsity(sparsity, s.shape[0]), s.shape[0] - 1),
+                           axis_name=axis_name) for s in scores)
     return alive[0] & ~p0, alive[1] & ~p1
+
+
+def normalise_layer(scores: jax.Array, alive: jax.Array) -> jax.Array:
+    """Unit scores of one layer divided by the mean absolute score of its alive units.
+
+    Pruned units (``-inf``) stay ``-inf``; a layer whose alive units' mean is 0 (or not finite,
+    or that has no alive unit) is returned unscaled. See the module docstring for why (global
+    neuron ranking; layer-wise normalisation as in Molchanov et al. 2017).
+    """
+    n_alive = jnp.sum(alive, dtype=jnp.int32)
+    total = jnp.sum(jnp.where(alive, jnp.abs(scores), jnp.float32(0)), dtype=jnp.float32)
+    mean = total / jnp.maximum(n_alive, 1).astype(jnp.float32)
+    usable = (mean > 0) & jnp.isfinite(mean)
+    return jnp.where(usable, scores / jnp.where(usable, mean, jnp.float32(1)), scores)
+
+
+def best_unit(scores: jax.Array, alive: jax.Array) -> jax.Array:
+    """One-hot bool mask of the unit a lowest-first ranking would prune last (all False if none alive).
+
+    The highest score among the alive units, the higher index on ties (``lowest_k`` prunes the
+    lower index first among equal scores).
+    """
+    s = jnp.where(alive, scores, -jnp.inf)
+    top = alive & (s == jnp.max(s))
+    index = jnp.arange(scores.shape[0])
+    return index == jnp.max(jnp.where(top, index, -1))  # -1: no alive unit, nothing protected
 
 
 def leaf_masks_from_units(params: Params, u0: jax.Array, u1: jax.Array) -> dict[tuple[str, str], jax.Array]:

@@ -33,6 +33,10 @@ METRICS: dict[str, str] = {
     "walk_skating_cm_per_frame": "foot skating while walking (cm/frame)",
     "turn90_skating_cm_per_frame": "foot skating, 90 degree turn (cm/frame)",
     "turn180_skating_cm_per_frame": "foot skating, 180 degree turn (cm/frame)",
+    "walk_skating_support_cm_per_frame": "foot skating while walking, paw heights above the rollout's own support "
+                                         "(lowest paw over 2 s) instead of y = 0 (cm/frame)",
+    "walk_lowest_paw_m": "median height of the lowest paw while walking (m; the mocap's planted paws: 0-2 cm)",
+    "walk_speed_m_per_s": "mean root speed while walking, after the first second (m/s; commanded: study.walk_speed)",
     "turn90_frozen_fraction": "frozen-while-turning fraction, 90 degree turn",
     "turn180_frozen_fraction": "frozen-while-turning fraction, 180 degree turn",
     "frozen_fraction": "frozen-while-turning fraction, mean of the two turns",
@@ -112,6 +116,13 @@ def evaluate_models(models: TrainedModels, indices: Sequence[int], dataset: Any,
     per_model = rollouts.metrics(fps=fps)
     for name in scenario_names:
         values[f"{name}_skating_cm_per_frame"] = [m[name]["skating_cm_per_frame"] for m in per_model]
+        if name == "walk":
+            # Skating above y = 0 (the study's definition) is blind to paws hovering higher than
+            # H = 2.5 cm; the support-relative figure, the paw height and the speed show that case.
+            support = rollouts.metrics(fps=fps, floor="support")
+            values["walk_skating_support_cm_per_frame"] = [m["walk"]["skating_cm_per_frame"] for m in support]
+            values["walk_lowest_paw_m"] = [m["walk"]["lowest_paw_height_median_m"] for m in per_model]
+            values["walk_speed_m_per_s"] = [m["walk"]["speed_after_1s"]["mean_m_per_s"] for m in per_model]
         if name in TURNS:
             values[f"{name}_frozen_fraction"] = [m[name]["frozen_while_turning"]["fraction"] for m in per_model]
     turns = [t for t in TURNS if t in scenario_names]

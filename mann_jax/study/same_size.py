@@ -327,6 +327,9 @@ def _findings(pairs: list[dict[str, Any]], config: Any, base_hidden: int) -> lis
             ("walk_skating_cm_per_frame",
              f"{who} skates less while walking ({st.walk_speed} m/s, {st.scenario_seconds} s; mean foot skating in "
              f"cm/frame) than {other}"),
+            ("walk_skating_support_cm_per_frame",
+             f"{who} skates less while walking, paw heights measured above its own support rather than y = 0 "
+             f"(a paw hovering above 2.5 cm counts as skating-free above y = 0), than {other}"),
             ("frozen_fraction",
              f"{who} is frozen while turning on a smaller fraction of its turning frames (mean of the 90 and 180 "
              f"degree turns at {st.walk_speed} m/s) than {other}"),
@@ -391,8 +394,8 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
         for p, (dense_ev, pruned_ev) in zip(pairs, evals):
             videos += _video(out, p, dense_ev, pruned_ev, base_hidden, fps=float(config.study.fps))
 
-    keys = ("walk_skating_cm_per_frame", "turn90_frozen_fraction", "turn180_frozen_fraction", "val_loss", "test_loss",
-            "replay_error_local_m")
+    keys = ("walk_skating_cm_per_frame", "walk_skating_support_cm_per_frame", "walk_lowest_paw_m",
+            "turn90_frozen_fraction", "turn180_frozen_fraction", "val_loss", "test_loss", "replay_error_local_m")
     rows = []
     for p in pairs:
         for which in ("dense", "pruned"):
@@ -403,7 +406,8 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     tables = [results_lib.table("Dense smaller MANNs vs the pruned base MANN at equal non-zero parameters "
                                 "(mean ± std over seeds)",
                                 ["pair", "model", "hidden", "sparsity %", "non-zero params",
-                                 "walk skating cm/frame", "frozen turn90", "frozen turn180", "val loss",
+                                 "walk skating cm/frame", "walk skating above support", "lowest paw m",
+                                 "frozen turn90", "frozen turn180", "val loss",
                                  f"{config.study.eval_split} loss", "replay error m"], rows)]
     scalars: dict[int, dict[str, float]] = {}
     for p in pairs:
