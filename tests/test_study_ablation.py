@@ -166,7 +166,8 @@ def test_ablation_writes_consistent_results(toy_study, ablation_results):
     res = ablation_results
     out = workdir / "ablation"
     assert res["experiment"] == "ablation" and (out / "results.json").is_file()
-    assert set(res["figures"]) == {"impact_skating.png", "impact_error.png", "action_failures.png"}
+    assert set(res["figures"]) == {"impact_skating.png", "impact_skating_support.png", "impact_error.png",
+                                   "action_failures.png"}
     for f in res["figures"]:
         assert (out / f).is_file() and (out / f).with_suffix(".svg").is_file()
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
@@ -192,11 +193,13 @@ def test_ablation_writes_consistent_results(toy_study, ablation_results):
         # Sit is not measurable on the toy data (no Sit rows): null, not a failure.
         if d["thresholds"]["sit_below_m"] is None:
             assert all(v is None for v in np.array(m["action_happens"], object)[:, :, 3].ravel())
-    for key in ("skating", "error", "skating_centred", "error_centred"):
+        sup = np.array(m["skating_support_cm_per_frame"], float)
+        assert sup.shape == sk.shape and np.isfinite(sup).all()
+    for key in ("skating", "skating_support", "error", "skating_centred", "skating_support_centred", "error_centred"):
         c = d["correlation"][key]
         assert len(c["values"]) == n
         assert all(v is None or -1.0 <= v <= 1.0 for v in c["values"])
-    assert [f["conclusion"] for f in res["findings"]] == ["experts_keep_roles"] * 4
+    assert [f["conclusion"] for f in res["findings"]] == ["experts_keep_roles"] * 5
     assert "0.5" in res["findings"][0]["claim"]
     assert all(f["verdict"] in ("supported", "contradicted", "inconclusive") for f in res["findings"])
     assert res["findings"][0]["evidence"].startswith("Spearman rho")

@@ -6,7 +6,8 @@ coefficient of an expert that is off is removed and the others are renormalised 
 Under every condition, every model of the stack is measured in one vmapped call each for
 
 * the scripted scenarios (:data:`SCENARIOS`: walk, run, turn90, sit, lie, jump;
-  :func:`mann_jax.evaluate.controller.run_scenarios`): foot skating and every other motion
+  :func:`mann_jax.evaluate.controller.run_scenarios`): foot skating (above y = 0, the study's, and
+  above the rollout's own support, which hovering paws cannot hide from) and every other motion
   metric, and whether the commanded **action happens** (:func:`action_checks`);
 * the held-out replay windows (:func:`mann_jax.evaluate.controller.replay_windows`): the
   posture error per style label of the frames.
@@ -210,7 +211,9 @@ class Ablation:
 
     Attributes:
       conditions, scenarios, styles: the names along those axes (``styles``: those with held-out frames).
-      skating: ``(C, M, S)`` foot skating, cm per frame (the study's measure).
+      skating: ``(C, M, S)`` foot skating, cm per frame (the study's measure: paw heights above y = 0).
+      skating_support: ``(C, M, S)`` the same with paw heights above the rollout's own support (the
+        lowest paw over 2 s), which still counts a paw that slides while hovering above 2.5 cm.
       happens: ``(C, M, S)`` 1 / 0 the action happens, NaN not measured.
       action_value: ``(C, M, S)`` the checked quantity; ``action_threshold``: ``(S,)`` its threshold (NaN: none).
       replay_error: ``(C, M, Y)`` mean posture error (m) over the held-out frames of each style.
@@ -224,6 +227,7 @@ class Ablation:
     scenarios: tuple[str, ...]
     styles: tuple[str, ...]
     skating: np.ndarray
+    skating_support: np.ndarray
     happens: np.ndarray
     action_value: np.ndarray
     action_threshold: np.ndarray
@@ -299,13 +303,14 @@ def run_ablation(fns: Any, params: Any, dataset: Any, study: Any, *, fps: float,
         windows = held_out_windows(dataset, split=str(study.eval_split), window_frames=window_frames(study, fps),
                                    max_windows=int(study.max_replay_windows), fps=fps)
     thresholds = action_thresholds(dataset, contact_max_height=contact_max_height)
-    all_metrics, all_checks, errors = [], [], []
+    all_metrics, all_support, all_checks, errors = [], [], [], []
     for c, (name, mask) in enumerate(zip(names, masks)):
         if progress:
             print(f"  ablation: condition {name} ({c + 1}/{len(names)})", file=sys.stderr, flush=True)
         ro = run_scenarios(fns, params, dataset, scs, fps=fps, expert_mask=mask)
         met = ro.metrics(fps=fps)
         all_metrics.append(met)
+        all_support.append(ro.metrics(fps=fps, floor="support"))
         all_checks.append(action_checks(ro, met, thresholds, fps=fps))
         errors.append(error_by_style(replay_windows(fns, params, dataset, windows, fps=fps, expert_mask=mask)["local"],
                                      windows.styles))
@@ -326,6 +331,7 @@ def run_ablation(fns: Any, params: Any, dataset: Any, study: Any, *, fps: float,
     return Ablation(
         conditions=names, scenarios=sc_names, styles=styles,
         skating=grid(lambda c, m, s: all_metrics[c][m][s]["skating_cm_per_frame"]),
+        skating_support=grid(lambda c, m, s: all_support[c][m][s]["skating_cm_per_frame"]),
         happens=grid(happens), action_value=grid(lambda c, m, s: all_checks[c][m][s]["value"]),
         action_threshold=thr,
         replay_error=np.array([[[float(errors[c][y][m]) for y in styles] for m in range(n_models)]

@@ -244,12 +244,18 @@ def _figures(out: Path, pairs: list[dict[str, Any]], base_hidden: int) -> list[s
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    errorbars(ax, "walk_skating_cm_per_frame", "foot skating while walking (cm/frame)")
-    for p, xi in zip(pairs, x):
-        ax.annotate(f"h{p['match']['hidden']} / {100 * p['match']['level']:.1f} %", (xi, ax.get_ylim()[0]),
-                    fontsize=7, ha="center", va="bottom")
-    ax.set_title("Equal non-zero parameters: walking skating\n(mean ± std over seeds, dots = seeds)", fontsize=10)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    for ax, key, label in zip(axes, ("walk_skating_cm_per_frame", "walk_skating_support_cm_per_frame",
+                                     "walk_lowest_paw_m"),
+                              ("foot skating while walking (cm/frame)",
+                               "skating while walking, above own support (cm/frame)",
+                               "median lowest paw height while walking (m)")):
+        errorbars(ax, key, label)
+        for p, xi in zip(pairs, x):
+            ax.annotate(f"h{p['match']['hidden']} / {100 * p['match']['level']:.1f} %", (xi, ax.get_ylim()[0]),
+                        fontsize=7, ha="center", va="bottom")
+    fig.suptitle("Equal non-zero parameters: walking skating (above y = 0, the study's; above the own support, "
+                 "hover-proof) and paw height (mean ± std over seeds, dots = seeds)", fontsize=10)
     fig.tight_layout()
     figures.append(results_lib.save_figure(fig, out, "skating_vs_nonzero"))
 

@@ -156,8 +156,9 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     findings.append(stats.Finding("sparsity_costs_quality", "The character is frozen on more of its turning frames "
                                   "as sparsity rises (the study's 'static while turning' artefact).", verdict, evidence))
     verdict, evidence = stats.trend(x, [r["walk_skating_support_cm_per_frame"] for r in rows_u], claim="increasing")
-    findings.append(stats.Finding(None, "Foot skating while walking, measured above the rollout's own support height "
-                                  "(robust to hovering paws), rises with sparsity.", verdict, evidence))
+    findings.append(stats.Finding("sparsity_costs_quality", "Foot skating while walking, measured above the "
+                                  "rollout's own support height (robust to hovering paws), rises with sparsity.",
+                                  verdict, evidence))
     verdict, evidence = stats.trend(x, [r["walk_lowest_paw_m"] for r in rows_u], claim="increasing")
     findings.append(stats.Finding(None, "The paws hover higher above the floor while walking as sparsity rises "
                                   "(which lowers skating measured above y = 0 without better contacts).",
