@@ -36,7 +36,7 @@ def study_config() -> ml_collections.ConfigDict:
     s.seeds = (23456, 1, 2)  # every experiment: one model per seed, figures give mean +- std
     s.levels = tuple(round(0.1 * i, 1) for i in range(10))  # the trade-off curve (unstructured, the study)
     s.structured_levels = (0.3, 0.5, 0.7, 0.9)  # the same curve with whole hidden neurons pruned; () = skip
-    s.structured_scope = "local"  # neurons pruned per layer (every layer keeps the same fraction); "global" ranks them across layers
+    s.structured_scope = "local"  # neurons pruned per layer (each keeps the same fraction); "global": across layers
     s.sparse_level = 0.9  # the sparse model of the ablation and activation studies (a level of `levels`)
     s.same_size_fractions = (0.5, 0.25, 0.125)  # dense hidden = base hidden x fraction (512 -> 256, 128, 64)
     s.schedules = ("one_cycle", "agp", "one_shot")  # compared at `schedule_level` on the same budget
@@ -45,7 +45,7 @@ def study_config() -> ml_collections.ConfigDict:
     s.walk_speed = 1.0  # m/s: the walking and turning scenarios (mann_jax.control.scenarios)
     s.run_speed = 3.5
     s.scenario_seconds = 5.0  # length of the walk/run scenarios; turns: 2 s before, 3 s after
-    s.replay_window_seconds = 4.0  # held-out clips are cut into windows of this length, each replayed from its true start
+    s.replay_window_seconds = 4.0  # held-out clips cut into windows this long, each replayed from its true start
     s.max_replay_windows = 64  # at most this many windows (evenly spread over the held-out clips)
     s.eval_split = "test"  # clips never used in training or model selection
     s.video = True  # same-size: side-by-side MP4/GIF of dense vs sparse turning

@@ -216,7 +216,8 @@ def held_out_windows(dataset: Any, *, split: str = "test", window_frames: int, m
     replays = [replay_from_rows(dataset.inputs[rows], dataset.outputs[rows], fps=fps, frames=dataset.frames[rows],
                                 name=dataset.clip_names[c]) for c, rows in candidates]
     stacked = Replay(
-        name=f"{split} windows", initial=stack([r.initial for r in replays]), control=stack([r.control for r in replays]),
+        name=f"{split} windows", initial=stack([r.initial for r in replays]),
+        control=stack([r.control for r in replays]),
         reference_bones=np.stack([r.reference_bones for r in replays]),
         reference_root_positions=np.stack([r.reference_root_positions for r in replays]),
         reference_root_directions=np.stack([r.reference_root_directions for r in replays]),

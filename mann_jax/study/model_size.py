@@ -33,8 +33,9 @@ def run(workdir: str | Path, *, sparsities: Sequence[float] = accounting.STUDY_S
     rows = accounting.table1(list(sparsities))
     pct = np.array([r.sparsity for r in rows]) * 100
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
-    for ax, ours, theirs, label in ((axes[0], [r.size_mb for r in rows], [r.study_size_mb for r in rows], "size (Mb)"),
-                                    (axes[1], [r.mflops for r in rows], [r.study_mflops for r in rows], "MFLOPs / frame")):
+    panels = ((axes[0], [r.size_mb for r in rows], [r.study_size_mb for r in rows], "size (Mb)"),
+              (axes[1], [r.mflops for r in rows], [r.study_mflops for r in rows], "MFLOPs / frame"))
+    for ax, ours, theirs, label in panels:
         ax.plot(pct, ours, "o-", label="ours (accounting)")
         have = [(p, t) for p, t in zip(pct, theirs) if t is not None]
         if have:

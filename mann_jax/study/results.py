@@ -92,7 +92,8 @@ def write_results(out_dir: str | os.PathLike, *, experiment: str, title: str, sc
     for finding in findings:
         if finding.conclusion is not None and finding.conclusion not in CONCLUSIONS:
             raise ValueError(f"finding names an unknown conclusion {finding.conclusion!r}; known: {list(CONCLUSIONS)}")
-    payload: dict[str, Any] = {"experiment": experiment, "title": title, "scale": dict(scale), "seconds": round(float(seconds), 1),
+    payload: dict[str, Any] = {"experiment": experiment, "title": title, "scale": dict(scale),
+               "seconds": round(float(seconds), 1),
                "tables": list(tables), "figures": list(figures), "findings": [f.as_dict() for f in findings],
                "data": dict(data)}
     path = out_dir / RESULTS_FILE

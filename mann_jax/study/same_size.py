@@ -437,8 +437,8 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
         "pairs": pairs,
         "videos": videos,
     }
-    return results_lib.write_results(out, experiment="same_size", title="Same-size comparison: pruned large vs dense small "
-                                     "MANN (study Figs. 2-3)", scale=results_lib.scale_of(config), tables=tables,
-                                     figures=figures, findings=findings, data=data, seconds=time.perf_counter() - start,
-                                     scalars=scalars)
+    title = "Same-size comparison: pruned large vs dense small MANN (study Figs. 2-3)"
+    return results_lib.write_results(out, experiment="same_size", title=title, scale=results_lib.scale_of(config),
+                                     tables=tables, figures=figures, findings=findings, data=data,
+                                     seconds=time.perf_counter() - start, scalars=scalars)
 

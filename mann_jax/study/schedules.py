@@ -231,7 +231,7 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
         "all_reach_target": all(all(per[n]["reaches_target"]) for n in names),
         "schedules": per,
     }
-    return results_lib.write_results(out, experiment="schedules", title="Pruning schedules: one-cycle vs AGP vs one-shot "
-                                     "at the same sparsity and budget", scale=results_lib.scale_of(config), tables=tables,
-                                     figures=figures, findings=findings, data=data, seconds=time.perf_counter() - start,
-                                     scalars=scalars)
+    title = "Pruning schedules: one-cycle vs AGP vs one-shot at the same sparsity and budget"
+    return results_lib.write_results(out, experiment="schedules", title=title, scale=results_lib.scale_of(config),
+                                     tables=tables, figures=figures, findings=findings, data=data,
+                                     seconds=time.perf_counter() - start, scalars=scalars)

@@ -105,8 +105,8 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     unstructured = tradeoff_models(config, workdir, dataset=dataset, progress=progress)
     structured = None
     if len(study.structured_levels):
-        structured = trained_models(config, workdir, STRUCTURED, levels=study.structured_levels,
-                                    overrides={"pruning.granularity": "neuron", "pruning.scope": study.structured_scope},
+        neurons = {"pruning.granularity": "neuron", "pruning.scope": study.structured_scope}
+        structured = trained_models(config, workdir, STRUCTURED, levels=study.structured_levels, overrides=neurons,
                                     dataset=dataset, progress=progress)
     windows = replay_window_set(config, dataset)
     rows_u = model_rows(unstructured, dataset, windows, config)
@@ -154,7 +154,8 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
                                       "(unstructured, 0-90 %).", verdict, evidence))
     verdict, evidence = stats.trend(x, [r["frozen_fraction"] for r in rows_u], claim="increasing")
     findings.append(stats.Finding("sparsity_costs_quality", "The character is frozen on more of its turning frames "
-                                  "as sparsity rises (the study's 'static while turning' artefact).", verdict, evidence))
+                                  "as sparsity rises (the study's 'static while turning' artefact).",
+                                  verdict, evidence))
     verdict, evidence = stats.trend(x, [r["walk_skating_support_cm_per_frame"] for r in rows_u], claim="increasing")
     findings.append(stats.Finding("sparsity_costs_quality", "Foot skating while walking, measured above the "
                                   "rollout's own support height (robust to hovering paws), rises with sparsity.",
