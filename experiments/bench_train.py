@@ -7,6 +7,16 @@ float32 matmul peak and the step-time floor it implies, and, if torch is install
 written in plain PyTorch eager mode. Prints a table and, as the last line, JSON with every figure.
 Targets: JAX >= 2x the PyTorch eager step; JAX step within 3x of the matmul floor. PyTorch is timed
 with both formulations (blend, as a direct port of the original; mix) and compared at its faster.
+
+Also printed: the memory-traffic floor. At batch 32 the step does little arithmetic per weight
+touched (2 x 32 FLOPs per weight and pass), so memory traffic, not the matmul peak, could be what
+bounds it; this floor checks that (measured: it does not, see the README). The least traffic any
+float32 Adam step can make (:func:`step_bytes`): the weights read in the forward pass and again
+in the backward pass, and the optimizer reading and writing parameter, first and second moment
+(gradients assumed to stay in cache or fused into the update) = 32 bytes per parameter. The floor
+is that over the best streaming bandwidth measured in the same run: a jitted in-place scale of an
+array the size of the step's optimizer state (so the same level of the memory hierarchy; on this
+machine's 260 MB L3 that is cache, not DRAM).
 """
 
 from __future__ import annotations
@@ -45,6 +55,34 @@ def matmul_peak_gflops(n: int = 2048, steps: int = 10) -> float:
     f = jax.jit(lambda x: x @ x)
     seconds = _time(lambda: f(a).block_until_ready(), steps)
     return 2 * n**3 / seconds / 1e9
+
+
+def memory_bandwidth_gbs(nbytes: int, steps: int = 10) -> float:
+    """Best read + write bandwidth (GB/s) of a jitted in-place scale of an ``nbytes`` float32 array.
+
+    The buffer is donated, so each call streams the same memory (no fresh allocation to fault in).
+    """
+    f = jax.jit(lambda v: v * 1.0001, donate_argnums=0)
+    holder = {"a": f(jnp.ones(nbytes // 4, jnp.float32))}
+
+    def one() -> None:
+        holder["a"] = f(holder["a"])
+        holder["a"].block_until_ready()
+
+    return 2 * nbytes / _time(one, steps) / 1e9
+
+
+def parameter_count(config) -> int:
+    """Parameters of the MANN of ``config.model`` (every leaf: experts, biases, gating)."""
+    fns = ModelFunctions.of(build_model(config.model, seed=0))
+    return int(sum(np.size(a) for a in jax.tree.leaves(fns.params)))
+
+
+def step_bytes(n_params: int) -> int:
+    """Least memory traffic of one float32 Adam step (see the module docstring): 32 bytes per parameter."""
+    forward_and_backward_reads = 2 * 4 * n_params
+    optimizer_reads_and_writes = 2 * 3 * 4 * n_params  # parameter, first and second moment: read and written
+    return forward_and_backward_reads + optimizer_reads_and_writes
 
 
 def step_flops(config, batch: int) -> float:
@@ -130,6 +168,9 @@ def main(argv: list[str]) -> None:
     peak = matmul_peak_gflops()
     flops = step_flops(config, batch)
     floor = flops / (peak * 1e9)
+    n_params = parameter_count(config)
+    bandwidth = memory_bandwidth_gbs(3 * 4 * n_params)  # parameter + moments: the state the update streams
+    memory_floor = step_bytes(n_params) / (bandwidth * 1e9)
     mix = jax_step_seconds(config, "mix", batch, steps)
     blend = jax_step_seconds(config, "blend", batch, max(5, steps // 5))
     auto = min(mix, blend) if batch > 1 else blend
@@ -146,12 +187,19 @@ def main(argv: list[str]) -> None:
         "jax_blend_ms": round(blend * 1e3, 2),
         "jax_samples_per_s": round(batch / mix, 1),
         "jax_over_floor": round(mix / floor, 2),
+        "memory_bandwidth_gb_s": round(bandwidth, 1),
+        "step_min_bytes": step_bytes(n_params),
+        "memory_floor_ms": round(memory_floor * 1e3, 2),
+        "jax_over_memory_floor": round(mix / memory_floor, 2),
         "torch_eager_mix_ms": None if torch_mix is None else round(torch_mix * 1e3, 2),
         "torch_eager_blend_ms": None if torch_blend is None else round(torch_blend * 1e3, 2),
         "jax_speedup_over_torch": None if torch_s is None else round(torch_s / mix, 2),
     }
     print(f"matmul peak          {peak:8.1f} GFLOP/s   -> step floor {floor * 1e3:7.2f} ms ({flops / 1e9:.3f} GFLOP)")
-    print(f"JAX step (mix)       {mix * 1e3:8.2f} ms   {batch / mix:8.0f} samples/s   {mix / floor:5.2f} x floor")
+    print(f"memory bandwidth     {bandwidth:8.1f} GB/s      -> step floor {memory_floor * 1e3:7.2f} ms "
+          f"({step_bytes(n_params) / 1e6:.0f} MB at least: {n_params:,} parameters)")
+    print(f"JAX step (mix)       {mix * 1e3:8.2f} ms   {batch / mix:8.0f} samples/s   "
+          f"{mix / floor:5.2f} x matmul floor, {mix / memory_floor:4.2f} x memory floor")
     print(f"JAX step (blend)     {blend * 1e3:8.2f} ms   (the original formulation)")
     if torch_s is None:
         print("PyTorch eager        (torch not installed: skipped)")
