@@ -5,6 +5,8 @@ One module per concept; the thin entry points are in ``experiments/`` and the se
 
 * :mod:`.models` — the trained models every experiment draws on: sweeps under
   ``<workdir>/models/<name>``, trained on first use and reused (resumed) afterwards.
+* :mod:`.evaluation` — the metrics every comparison measures (scenario rollouts, losses on the
+  validation and held-out test clips, held-out replays, counts from the trained masks).
 * :mod:`.stats` — mean ± std over seeds and the stated tests that turn numbers into verdicts.
 * :mod:`.results` — the ``results.json`` every experiment writes (tables, figures, findings) and
   saving figures as PNG + SVG.
