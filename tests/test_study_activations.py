@@ -34,6 +34,15 @@ def test_entropy_of_one_hot_is_zero_and_of_uniform_is_log_k():
     np.testing.assert_allclose(gating.mean_profile(series), [[0.5, 0.5, 0, 0], [0.25] * 4])
 
 
+def test_temporal_variation():
+    constant = np.tile([0.7, 0.1, 0.1, 0.1], (10, 1))
+    assert gating.temporal_variation(constant) == pytest.approx(0.0)
+    # Two experts handing over every other frame: each has std 0.5, the others 0.
+    alternating = np.tile([[1.0, 0.0, 0, 0], [0.0, 1.0, 0, 0]], (5, 1))
+    assert gating.temporal_variation(alternating) == pytest.approx((0.5 + 0.5) / 4)
+    assert gating.temporal_variation(np.stack([constant, alternating])).shape == (2,)
+
+
 def test_cosine_similarity():
     a = np.array([0.7, 0.1, 0.1, 0.1])
     assert gating.cosine_similarity(a, a) == pytest.approx(1.0)
@@ -90,6 +99,7 @@ def test_activations_write_consistent_results(toy_study, activation_results):
                                                                     d["profiles"]["sparse"][sc])]
         np.testing.assert_allclose(cos["values"], expected, atol=1e-12)
     assert d["per_seed"]["cosine_mean_over_actions"]["n"] == n
-    assert [f["conclusion"] for f in res["findings"]] == ["experts_keep_roles"] * 2
+    assert [f["conclusion"] for f in res["findings"]] == ["experts_keep_roles"] * 2 + [None] * 2  # + walk, run
+    assert set(res["data"]["variation"]["dense"]) == set(res["data"]["scenarios"])
     assert "0.9" in res["findings"][0]["claim"]
     assert all(f["verdict"] in ("supported", "contradicted", "inconclusive") for f in res["findings"])

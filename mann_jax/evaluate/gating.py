@@ -6,7 +6,9 @@ For a rollout's coefficients ``ω_t`` (K per frame, summing 1):
 * the **entropy** of the coefficients, ``H(ω_t) = −Σ_k ω_tk ln ω_tk`` nats (0 log 0 = 0), averaged
   over those frames (:func:`mean_entropy`): 0 when one expert does everything, ``ln K`` when all
   are equal (flat);
-* the **cosine similarity** of two profiles (:func:`cosine_similarity`): 1 = the same mixture.
+* the **cosine similarity** of two profiles (:func:`cosine_similarity`): 1 = the same mixture;
+* the **temporal variation** (:func:`temporal_variation`): how much the coefficients move over
+  the action's frames (mean over experts of their standard deviation over time).
 
 The frames of the action (:func:`action_frames`) skip what is not the action: ``walk`` / ``run``
 every frame; ``turn*`` from the heading change on; ``sit`` / ``lie`` the hold (the idle lead-in
@@ -54,6 +56,15 @@ def cosine_similarity(a: Any, b: Any) -> np.ndarray | float:
     return float(c) if np.ndim(c) == 0 else c
 
 
+def temporal_variation(gating: Any) -> np.ndarray:
+    """``(...)`` mean over experts of the standard deviation over frames of ``gating (..., T, K)``.
+
+    0 for constant coefficients; a gating that follows the gait cycle (experts handing over within
+    each stride) varies.
+    """
+    return np.asarray(gating, np.float64).std(axis=-2).mean(axis=-1)
+
+
 def action_frames(scenario: Scenario, *, fps: float) -> tuple[int, int]:
     """``(start, stop)`` frames of a scenario's action (see the module docstring)."""
     n, ev = scenario.num_frames, scenario.events
@@ -73,15 +84,18 @@ def scenario_gating(rollouts: ScenarioRollouts, *, fps: float) -> dict[str, dict
     Returns:
       ``{scenario: {"series": (M, T, K) every frame (padding removed), "frames": (start, stop) of
       the action, "profile": (M, K) mean over the action's frames, "entropy": (M,) mean entropy
-      over them (nats)}}``.
+      over them (nats), "variation": (M,) :func:`temporal_variation` over them after their first
+      second (the settling from the start pose left out; NaN when nothing is left)}}``.
     """
     g = np.asarray(rollouts.result.gating, np.float64)
     out = {}
     for s, sc in enumerate(rollouts.scenarios):
         series = g[:, s, :sc.num_frames]
         a, b = action_frames(sc, fps=fps)
+        settled = series[:, min(b, a + int(round(fps))):b]
+        variation = temporal_variation(settled) if settled.shape[1] > 1 else np.full(len(series), np.nan)
         out[sc.name] = {"series": series, "frames": (a, b), "profile": mean_profile(series[:, a:b]),
-                        "entropy": mean_entropy(series[:, a:b])}
+                        "entropy": mean_entropy(series[:, a:b]), "variation": variation}
     return out
 
 

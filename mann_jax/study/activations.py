@@ -150,6 +150,8 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
 
     profiles = {kind: {sc: per_sc[sc]["profile"][sl] for sc in scen} for kind, sl in groups.items()}  # (n, K)
     entropy = {kind: {sc: per_sc[sc]["entropy"][sl] for sc in scen} for kind, sl in groups.items()}  # (n,)
+    variation = {kind: {sc: per_sc[sc]["variation"][sl] for sc in scen} for kind, sl in groups.items()}  # (n,)
+    variation_summary = {kind: {sc: stats.summary(variation[kind][sc]) for sc in scen} for kind in groups}
     cosine_values = {sc: gating_lib.cosine_similarity(profiles["dense"][sc], profiles["sparse"][sc]) for sc in scen}
     cosine = {sc: stats.summary(np.atleast_1d(cosine_values[sc])) for sc in scen}
     entropy_summary = {kind: {sc: stats.summary(entropy[kind][sc]) for sc in scen} for kind in groups}
@@ -172,6 +174,14 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
         f"The sparse model's gating is slightly flatter: the entropy of its coefficients (nats, mean over the "
         f"actions; ln K = {max_h:.3f} is all experts equal) is greater than the dense model's.",
         verdict, f"sparse {evidence.replace(' vs ', ' vs dense ', 1)}"))
+    for sc in [c for c in ("walk", "run") if c in scen]:
+        verdict, evidence = stats.compare_means(variation["sparse"][sc], variation["dense"][sc], claim="less")
+        findings.append(stats.Finding(
+            None,
+            f"While {'walking' if sc == 'walk' else 'running'}, the sparse model's gating moves less over time than "
+            f"the dense model's (mean over experts of the standard deviation of the coefficients over the frames "
+            f"after the first second; a gating that hands over between experts within each stride moves).",
+            verdict, f"sparse {evidence.replace(' vs ', ' vs dense ', 1)}"))
 
     out = Path(workdir) / EXPERIMENT
     series = {kind: {sc: per_sc[sc]["series"][sl_.start] for sc in scen} for kind, sl_ in groups.items()}
@@ -188,15 +198,18 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     for sc in scen:
         diff = stats.summary(entropy["sparse"][sc] - entropy["dense"][sc])
         rows.append([sc, stats.fmt(cosine[sc], ".3f"), stats.fmt(entropy_summary["dense"][sc], ".3f"),
-                     stats.fmt(entropy_summary["sparse"][sc], ".3f"), _signed(diff)])
+                     stats.fmt(entropy_summary["sparse"][sc], ".3f"), _signed(diff),
+                     stats.fmt(variation_summary["dense"][sc], ".3f"),
+                     stats.fmt(variation_summary["sparse"][sc], ".3f")])
     rows.append(["mean over actions", stats.fmt(stats.summary(cos_per_seed), ".3f"),
                  stats.fmt(stats.summary(ent_per_seed["dense"]), ".3f"),
                  stats.fmt(stats.summary(ent_per_seed["sparse"]), ".3f"),
-                 _signed(stats.summary(ent_per_seed["sparse"] - ent_per_seed["dense"]))])
+                 _signed(stats.summary(ent_per_seed["sparse"] - ent_per_seed["dense"])), "", ""])
     table = results.table(
         f"Gating per action, dense vs sparse {sl:.0%} (mean ± std over {n} seeds): cosine similarity of the mean "
-        f"profiles; entropy of the coefficients (nats, ln K = {max_h:.3f})",
-        ["action", "cosine similarity", "entropy dense", "entropy sparse", "sparse - dense"], rows)
+        f"profiles; entropy of the coefficients (nats, ln K = {max_h:.3f}); their variation over time",
+        ["action", "cosine similarity", "entropy dense", "entropy sparse", "sparse - dense", "variation dense",
+         "variation sparse"], rows)
     profile_rows = [[kind, sc] + [stats.fmt(stats.summary(profiles[kind][sc][:, i]), ".3f") for i in range(k)]
                     for sc in scen for kind in groups]
     profile_table = results.table("Mean gating profile per action (mean ± std over seeds)",
@@ -221,6 +234,7 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
         "model_names": {kind: [models.names[i] for i in idx] for kind, idx in (("dense", dense_idx),
                                                                               ("sparse", sparse_idx))},
         "profiles": profiles, "entropy_nats": entropy, "cosine": cosine, "entropy": entropy_summary,
+        "variation": variation_summary,
         "per_seed": {"cosine_mean_over_actions": stats.summary(cos_per_seed),
                      "entropy_dense_mean_over_actions": stats.summary(ent_per_seed["dense"]),
                      "entropy_sparse_mean_over_actions": stats.summary(ent_per_seed["sparse"])},
