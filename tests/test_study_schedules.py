@@ -72,3 +72,17 @@ def test_toy_run_reaches_target_and_writes_outputs(toy_study):
     assert res["data"]["budget"]["total_steps"] > 0
     assert [f["conclusion"] for f in res["findings"]] == [None, None]
     assert [f["claim"].rsplit(" ", 2)[-2] for f in res["findings"]] == ["agp", "one_shot"]
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("schedules", (), "empty"),
+    ("schedules", ("agp", "agp"), "duplicates"),
+    ("schedule_level", 0.0, r"\(0, 1\)"),
+    ("schedule_level", 1.0, r"\(0, 1\)"),
+])
+def test_bad_schedule_settings_are_refused_before_training(tmp_path, setting, value, message):
+    config = study.get_config("toy")
+    config.study[setting] = value
+    with pytest.raises(ValueError, match=message):
+        schedules.run(config, tmp_path, progress=False)
+    assert not (tmp_path / "models").exists()

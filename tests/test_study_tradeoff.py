@@ -1,6 +1,9 @@
 """The study's shared pieces and its trade-off / Table 1 experiments, at toy scale."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +13,9 @@ from mann_jax.evaluate import controller
 from mann_jax.pruning import accounting
 from mann_jax.study import model_size, stats, tradeoff
 from mann_jax.study.models import sweep_config, tradeoff_models
-from mann_jax.study.results import CONCLUSIONS, read_results
+from mann_jax.study.results import CONCLUSIONS, read_results, write_results
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_sweep_config_takes_levels_seeds_and_overrides_and_rejects_typos():
@@ -73,7 +78,7 @@ def test_tradeoff_writes_consistent_results(toy_study):
     n_seeds = len(config.study.seeds)
     assert len(rows) == len(config.study.levels) * n_seeds
     for r, sweep_row in zip(rows, models.rows):
-        assert r["val_loss"] == pytest.approx(sweep_row["val_loss"], rel=1e-5)  # measured again: the sweep's value
+        assert r["val_loss"] == pytest.approx(sweep_row["val_loss"], rel=1e-5)  # the sweep's value
         assert r["actual_sparsity"] == pytest.approx(r["level"], abs=1e-4)
         assert np.isfinite(r["test_loss"]) and r["replay_error_local_m"] > 0
         assert r["walk_skating_cm_per_frame"] >= 0
@@ -101,3 +106,27 @@ def test_model_size_results_match_the_accounting(tmp_path):
     assert [r["nonzero"] for r in rows] == [e.nonzero for e in expected]
     assert results["findings"][0]["verdict"] == "supported"  # within 2 % of the study's Table 1
     assert (tmp_path / "model_size" / "size_and_flops.svg").is_file()
+
+
+def test_unknown_study_scenario_is_an_error():
+    config = study_config.get_config("toy")
+    with pytest.raises(ValueError, match="unknown study scenario.*moonwalk"):
+        controller.study_scenarios(config.study, fps=60.0, names=["walk", "moonwalk"])
+
+
+def test_results_refuse_missing_figures_and_unknown_conclusions(tmp_path):
+    common = dict(experiment="x", title="x", scale={}, tables=[], data={}, seconds=1.0)
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        write_results(tmp_path, figures=["missing.png"], findings=[], **common)
+    with pytest.raises(ValueError, match="unknown conclusion 'made_up'"):
+        write_results(tmp_path, figures=[], findings=[stats.Finding("made_up", "c", "supported", "e")], **common)
+    assert not (tmp_path / "results.json").exists()  # nothing half-written
+
+
+def test_study_command_reports_a_bad_setting_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "experiments.ablation", "--config", "configs/study.py:toy",
+                           "--config.study.sparse_level=0.7", "--workdir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: config.study.sparse_level 0.7")
+    assert "Traceback" not in proc.stderr

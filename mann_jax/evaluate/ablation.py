@@ -303,14 +303,13 @@ def run_ablation(fns: Any, params: Any, dataset: Any, study: Any, *, fps: float,
         windows = held_out_windows(dataset, split=str(study.eval_split), window_frames=window_frames(study, fps),
                                    max_windows=int(study.max_replay_windows), fps=fps)
     thresholds = action_thresholds(dataset, contact_max_height=contact_max_height)
-    all_metrics, all_support, all_checks, errors = [], [], [], []
+    all_metrics, all_checks, errors = [], [], []
     for c, (name, mask) in enumerate(zip(names, masks)):
         if progress:
             print(f"  ablation: condition {name} ({c + 1}/{len(names)})", file=sys.stderr, flush=True)
         ro = run_scenarios(fns, params, dataset, scs, fps=fps, expert_mask=mask)
         met = ro.metrics(fps=fps)
         all_metrics.append(met)
-        all_support.append(ro.metrics(fps=fps, floor="support"))
         all_checks.append(action_checks(ro, met, thresholds, fps=fps))
         errors.append(error_by_style(replay_windows(fns, params, dataset, windows, fps=fps, expert_mask=mask)["local"],
                                      windows.styles))
@@ -331,7 +330,7 @@ def run_ablation(fns: Any, params: Any, dataset: Any, study: Any, *, fps: float,
     return Ablation(
         conditions=names, scenarios=sc_names, styles=styles,
         skating=grid(lambda c, m, s: all_metrics[c][m][s]["skating_cm_per_frame"]),
-        skating_support=grid(lambda c, m, s: all_support[c][m][s]["skating_cm_per_frame"]),
+        skating_support=grid(lambda c, m, s: all_metrics[c][m][s]["skating_support_cm_per_frame"]),
         happens=grid(happens), action_value=grid(lambda c, m, s: all_checks[c][m][s]["value"]),
         action_threshold=thr,
         replay_error=np.array([[[float(errors[c][y][m]) for y in styles] for m in range(n_models)]

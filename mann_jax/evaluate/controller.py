@@ -35,9 +35,8 @@ from mann_jax.control.rollout import (
     start_row,
 )
 from mann_jax.data import layout
-from mann_jax.data.contacts import support_height
 from mann_jax.evaluate.motion import bone_length_drift, frozen_while_turning, jitter, root_speed_tracking
-from mann_jax.evaluate.skating import foot_skating, paw_positions
+from mann_jax.evaluate.skating import foot_skating, ground_height, paw_positions
 
 
 def motion_metrics(bones: np.ndarray, root_positions: np.ndarray, root_directions: np.ndarray,
@@ -45,16 +44,15 @@ def motion_metrics(bones: np.ndarray, root_positions: np.ndarray, root_direction
     """Every motion metric of ONE rollout (``bones (T, 27, 3)``, roots ``(T, 3)``), as plain floats.
 
     Args:
-      floor: skating height above ``y = 0`` (``"floor"``, the study) or above the support estimate.
+      floor: the headline skating's paw heights above ``y = 0`` (``"floor"``, the study) or above
+        the support estimate (``"support"``). ``skating_support_cm_per_frame`` is always the
+        support-relative figure: the study's measure is blind to a paw sliding while it hovers
+        higher than 2.5 cm above ``y = 0``.
     """
     paws = paw_positions(bones)
-    if floor == "floor":
-        ground: Any = 0.0
-    elif floor == "support":
-        ground = support_height(paws, fps=fps)
-    else:
-        raise ValueError(f"floor must be 'floor' or 'support', got {floor!r}")
-    sk = foot_skating(paws, fps=fps, floor_height=ground)
+    sk = foot_skating(paws, fps=fps, floor_height=ground_height(paws, floor=floor, fps=fps))
+    sk_support = sk if floor == "support" else foot_skating(
+        paws, fps=fps, floor_height=ground_height(paws, floor="support", fps=fps))
     drift = bone_length_drift(bones)
     frozen = frozen_while_turning(root_positions, root_directions, paws, fps=fps)
     heading = np.degrees(np.arctan2(root_directions[-1, 0], root_directions[-1, 2]))
@@ -62,6 +60,7 @@ def motion_metrics(bones: np.ndarray, root_positions: np.ndarray, root_direction
         "skating_cm_per_frame": float(sk.cm_per_frame),
         "skating_cm_per_second": float(sk.cm_per_second),
         "skating_per_paw_cm_per_frame": dict(zip(layout.PAWS, map(float, sk.per_paw_cm_per_frame))),
+        "skating_support_cm_per_frame": float(sk_support.cm_per_frame),
         "bone_length_drift_m": float(drift.mean_m),
         "bone_length_drift_relative": float(drift.mean_relative),
         "bone_length_drift_max_m": float(drift.max_m),

@@ -160,6 +160,18 @@ def motion_paws(motion: Any) -> np.ndarray:
     return forward_kinematics(motion).positions[:, paw_indices(motion.skeleton)]
 
 
+def ground_height(paws: Any, *, floor: FloorMode, fps: float, floor_height: float = 0.0,
+                  window_seconds: float = 2.0) -> Any:
+    """What paw heights are measured above: the floor plane ``floor_height`` (``"floor"``, the
+    study's definition) or the per-frame support estimate of ``paws (..., T, 4, 3)`` over
+    ``window_seconds`` (``"support"``)."""
+    if floor == "floor":
+        return float(floor_height)
+    if floor == "support":
+        return support_height(paws, fps=fps, window_seconds=window_seconds)
+    raise ValueError(f"floor must be 'floor' or 'support', got {floor!r}")
+
+
 def clip_skating(
     motion: Any,
     *,
@@ -179,12 +191,8 @@ def clip_skating(
       threshold: H, metres.
     """
     paws = motion_paws(motion)
-    if floor == "floor":
-        ground: Any = float(floor_height)
-    elif floor == "support":
-        ground = support_height(paws, fps=motion.fps, window_seconds=window_seconds)
-    else:
-        raise ValueError(f"floor must be 'floor' or 'support', got {floor!r}")
+    ground = ground_height(paws, floor=floor, fps=motion.fps, floor_height=floor_height,
+                           window_seconds=window_seconds)
     return foot_skating(paws, fps=motion.fps, floor_height=ground, threshold=threshold)
 
 

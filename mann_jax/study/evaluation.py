@@ -119,8 +119,8 @@ def evaluate_models(models: TrainedModels, indices: Sequence[int], dataset: Any,
         if name == "walk":
             # Skating above y = 0 (the study's definition) is blind to paws hovering higher than
             # H = 2.5 cm; the support-relative figure, the paw height and the speed show that case.
-            support = rollouts.metrics(fps=fps, floor="support")
-            values["walk_skating_support_cm_per_frame"] = [m["walk"]["skating_cm_per_frame"] for m in support]
+            values["walk_skating_support_cm_per_frame"] = [m["walk"]["skating_support_cm_per_frame"]
+                                                           for m in per_model]
             values["walk_lowest_paw_m"] = [m["walk"]["lowest_paw_height_median_m"] for m in per_model]
             values["walk_speed_m_per_s"] = [m["walk"]["speed_after_1s"]["mean_m_per_s"] for m in per_model]
         if name in TURNS:
@@ -128,12 +128,13 @@ def evaluate_models(models: TrainedModels, indices: Sequence[int], dataset: Any,
     turns = [t for t in TURNS if t in scenario_names]
     if turns:
         values["frozen_fraction"] = np.mean([values[f"{t}_frozen_fraction"] for t in turns], axis=0)
-    eval_loss = make_eval_loss(models.fns, chunk=EVAL_CHUNK)
     for split, key in (("val", "val_loss"), (config.study.eval_split, "test_loss")):
-        x, y = dataset.arrays(split)
-        if len(x) == 0:
+        if not dataset.split_mask(split).any():
             raise ValueError(f"the {split!r} split has no rows: nothing to evaluate {key} on")
-        values[key] = [eval_loss(jax.tree.map(lambda a: a[j], params), x, y) for j in range(len(idx))]
+    values["val_loss"] = [models.rows[i]["val_loss"] for i in idx]  # the sweep measured it on the final weights
+    eval_loss = make_eval_loss(models.fns, chunk=EVAL_CHUNK)
+    x_test, y_test = dataset.arrays(config.study.eval_split)
+    values["test_loss"] = [eval_loss(jax.tree.map(lambda a: a[j], params), x_test, y_test) for j in range(len(idx))]
     errors = replay_windows(models.fns, params, dataset, windows, fps=fps)
     values["replay_error_local_m"] = errors["local"].reshape(len(idx), -1).mean(axis=1)
     values["actual_sparsity"] = [models.rows[i]["actual_sparsity"] for i in idx]

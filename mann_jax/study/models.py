@@ -36,6 +36,7 @@ def sweep_config(config: Any, *, levels: Sequence[float], overrides: Mapping[str
     derived.sweep.levels = tuple(float(v) for v in levels)
     derived.sweep.seeds = tuple(int(s) for s in study["seeds"])
     derived.pruning.target_sparsity = 0.0
+    # By hand, not ConfigDict.update_from_flattened_dict: that one silently adds a misspelt key.
     for key, value in (overrides or {}).items():
         node = derived
         *parents, leaf = key.split(".")
