@@ -72,6 +72,7 @@ def build_model(model_config: Any, *, seed: int) -> MANN:
         gating_hidden=int(model_config.gating_hidden),
         keep_prob=float(model_config.keep_prob),
         formulation=model_config.formulation,
+        matmul_precision=model_config.get("matmul_precision", "highest"),  # configs from before it existed
         rngs=nnx.Rngs(seed),
     )
 
@@ -261,6 +262,12 @@ _RESUMABLE_CHANGES = {"train.epochs", "train.log_every_steps", "train.checkpoint
                       "data.on_bad_clip"}
 
 
+# Keys added to the config after runs existed, with the value that matches how those runs ran
+# (so their workdirs still resume): every run before model.matmul_precision had float32 products
+# on CPU, where all of them ran.
+_ADDED_KEYS = {"model.matmul_precision": "highest"}
+
+
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path,
                     allowed: frozenset[str] | set[str] = frozenset()) -> None:
     """Raises :class:`CheckpointError` when ``current`` differs from the ``saved`` config in a key that matters.
@@ -268,7 +275,7 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path,
     Keys in :data:`_RESUMABLE_CHANGES` or ``allowed`` (flattened, ``"train.epochs"``) may change.
     """
     current = json.loads(json.dumps(current, default=str))  # as saved: tuples become lists
-    a, b = flatten_config(saved), flatten_config(current)
+    a, b = {**_ADDED_KEYS, **flatten_config(saved)}, flatten_config(current)
     free = _RESUMABLE_CHANGES | set(allowed)
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in free)
     if changed:

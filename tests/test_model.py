@@ -238,3 +238,21 @@ def test_bad_arguments() -> None:
         MANN(**SMALL, formulation="sum", rngs=nnx.Rngs(0))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="two hidden layers"):
         MANN(**{**SMALL, "hidden_sizes": (16,)}, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="matmul_precision"):
+        MANN(**SMALL, matmul_precision="fast", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("precision, expected", [("highest", "HIGHEST"), ("default", None)])
+def test_matmul_precision_reaches_every_product(precision: str, expected: str | None) -> None:
+    # Every dot of the forward pass (gating, experts, biases' blend) carries the model's precision,
+    # so a GPU computes the same float32 products as the CPU (no TF32) unless asked otherwise.
+    model = _small(matmul_precision=precision)
+    graphdef, state = nnx.split(model)
+    hlo = jax.jit(apply, static_argnums=0).lower(graphdef, state, _x()).as_text()
+    dots = [line for line in hlo.splitlines() if "dot_general" in line]
+    assert len(dots) >= 9  # 3 gating layers + 3 expert layers x (weights, biases)
+    for line in dots:
+        if expected is None:
+            assert "HIGHEST" not in line
+        else:
+            assert f"precision = [{expected}, {expected}]" in line, line

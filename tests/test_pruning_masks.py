@@ -111,6 +111,32 @@ def test_lowest_k_small_cases():
         np.testing.assert_array_equal(got[k], want)
 
 
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_lowest_k_every_radix_width_gives_the_stable_ranking(bits):
+    # Scores spanning signs, -inf (already pruned), zeros of both signs and heavy ties; the mask
+    # must be exactly the first k of a stable argsort (-0.0 ranking below +0.0, as the float's
+    # bit pattern orders them), whatever the digit width of the select.
+    rng = np.random.default_rng(4)  # k = 200 falls among the zeros for this draw
+    s = np.concatenate([rng.normal(size=300).astype(np.float32), np.full(40, -np.inf, np.float32),
+                        np.zeros(20, np.float32), -np.zeros(10, np.float32),
+                        np.repeat(np.float32([0.5, -2.0, 3e-39, 1e30]), 15)])
+    rng.shuffle(s)
+    bits_of = s.view(np.uint32)
+    order = np.argsort(np.where(bits_of >> 31 == 1, ~bits_of, bits_of | np.uint32(1 << 31)), kind="stable")
+    ks = np.array([0, 1, 39, 40, 41, 55, 69, 70, 200, len(s) - 1, len(s)])
+    fn = jax.jit(jax.vmap(functools.partial(lowest_k, bits=bits), in_axes=(None, 0)))
+    got = np.asarray(fn(jnp.asarray(s), jnp.asarray(ks)))
+    for k, row in zip(ks, got):
+        want = np.zeros(len(s), bool)
+        want[order[:k]] = True
+        np.testing.assert_array_equal(row, want, err_msg=f"k={k}")
+
+
+def test_lowest_k_rejects_an_unknown_radix_width():
+    with pytest.raises(ValueError, match="radix bits"):
+        lowest_k(jnp.ones(4), 2, bits=3)
+
+
 # ---------------------------------------------------------------------------------------------
 # Properties: exact counts and ranking
 # ---------------------------------------------------------------------------------------------

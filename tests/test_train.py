@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from configs import default
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.data.dataset import build_dataset
-from mann_jax.train import TrainState, batch_order, init_state, make_optimizer, train, ModelFunctions, build_model
+from mann_jax.train import TrainState, batch_order, build_model, check_resumable, init_state, make_optimizer, train, ModelFunctions
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -179,3 +179,15 @@ def test_bad_pruning_settings_are_clear_errors(tmp_path):
             bad.pruning.end = 0.5
         with pytest.raises(ValueError, match=message):
             train(bad, tmp_path / f"run_{key}", progress=False)
+
+
+def test_workdirs_from_before_matmul_precision_still_resume(tmp_path: Path) -> None:
+    # A config saved before model.matmul_precision existed ran float32 products ("highest"):
+    # resuming it with that value is allowed, with another value refused.
+    current = default.get_config().to_dict()
+    saved = json.loads(json.dumps(current, default=str))
+    del saved["model"]["matmul_precision"]
+    check_resumable(saved, current, tmp_path)
+    current["model"]["matmul_precision"] = "default"
+    with pytest.raises(CheckpointError, match="model.matmul_precision"):
+        check_resumable(saved, current, tmp_path)
