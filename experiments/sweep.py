@@ -8,7 +8,13 @@
 Resumes from --workdir when it holds checkpoints of the same setup. Writes results.csv/.json,
 val_loss_vs_sparsity.png and tensorboard/ (one run per model plus "combined"):
   tensorboard --logdir runs/sweep/tensorboard
-Multi-host: run the same command on every host with --multihost (jax.distributed.initialize()).
+Multi-host: run the same command on every host with --multihost (jax.distributed.initialize()); the
+coordinator, process count and id come from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU) or
+from --coordinator_address / --num_processes / --process_id, e.g. two processes on one machine:
+  python -m experiments.sweep --multihost --coordinator_address=127.0.0.1:12345 --num_processes=2 \
+      --process_id=0 --workdir runs/sweep_2p &   # and the same with --process_id=1
+Every process runs the same command and the same workdir (a shared filesystem); process 0 writes the
+table, plot and TensorBoard events.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ from mann_jax.cli import clear_errors
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sweep.py", "Sweep config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, TensorBoard, table, plot).", required=True)
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (one process per host).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "With --multihost: host:port of process 0 "
+                                   "(default: from the cluster environment or JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --multihost: number of processes (default: detected).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --multihost: this process's id (default: detected).")
 
 
 def main(argv: list[str]) -> None:
@@ -35,7 +45,10 @@ def main(argv: list[str]) -> None:
         if _MULTIHOST.value:
             import jax
 
-            jax.distributed.initialize()
+            # CPU processes exchange arrays through gloo (accelerators use their own collectives).
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+            jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                                       process_id=_PROCESS_ID.value)
         else:
             sweep.configure_cpu_devices(config)  # before anything starts JAX
         result = sweep.run_sweep(config, _WORKDIR.value)
