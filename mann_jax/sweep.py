@@ -731,6 +731,9 @@ class SweepResult:
         n_devices: Devices used.
         steps: Steps of the whole run.
         seconds: Wall time of this call.
+        train_seconds: Wall time of the training loop summed over every call that trained these
+            models (this one and those it resumed from, up to their last checkpoint); None when
+            one of them ran before this was recorded.
         samples_per_second: Training samples of all models per second in this call.
         memory: The memory estimate.
         calibration: Seconds per step by strategy, when calibrated.
@@ -743,6 +746,7 @@ class SweepResult:
     n_devices: int
     steps: int
     seconds: float
+    train_seconds: float | None
     samples_per_second: float
     memory: MemoryEstimate
     calibration: dict[str, float] | None
@@ -830,10 +834,15 @@ def run_sweep(
     checkpoints = Checkpoints(workdir / "checkpoints", save_every=int(tc.checkpoint_every_steps),
                               keep=int(tc.keep_checkpoints))
     saved_strategy = None
+    # Training wall time of the calls this one resumes from (as of their last checkpoint); None when
+    # they ran before it was recorded (then it stays unknown rather than undercounted).
+    earlier_train_seconds: float | None = 0.0
     if checkpoints.latest_step() is not None:
         meta = check_checkpoint_setup(checkpoints, config_dict, data.data_key, workdir,
                                       allowed=RESUMABLE_SWEEP_CHANGES)
         saved_strategy = meta.get("strategy")
+        earlier = meta.get("train_seconds")
+        earlier_train_seconds = float(earlier) if isinstance(earlier, (int, float)) else None
         stacked, _ = checkpoints.restore(stacked)
         stacked = jax.tree.map(np.asarray, stacked)
     steps_done = np.asarray(stacked.step)
@@ -889,6 +898,8 @@ def run_sweep(
     def meta_at(step: int) -> dict[str, Any]:
         return {"epoch": step // n_batches, "batch_in_epoch": step % n_batches, "n_batches": n_batches,
                 "config": config_dict, "data_key": data.data_key, "strategy": strategy,
+                "train_seconds": None if earlier_train_seconds is None
+                else earlier_train_seconds + time.perf_counter() - run_start,
                 "models": [{"name": n, "level": lv, "seed": s}
                            for n, lv, s in zip(plan.names, plan.model_levels, plan.model_seeds)]}
 
@@ -950,12 +961,15 @@ def run_sweep(
                       float(last_loss[i]), float(val_losses[i])) for i, name in enumerate(plan.names)]
     result = SweepResult(plan=plan, rows=rows, state=final, strategy=strategy, n_devices=len(runner.devices),
                          steps=done, seconds=seconds,
+                         train_seconds=None if earlier_train_seconds is None else earlier_train_seconds + seconds,
                          samples_per_second=steps_run * batch_size * plan.n_models / seconds if steps_run else math.nan,
                          memory=memory, calibration=calibration)
     if writer_main:
         extra = {"steps": done, "total_steps": total_steps, "finished": done == total_steps, "strategy": strategy,
                  "devices": len(runner.devices), "device_kind": devices[0].device_kind, "platform": platform,
-                 "seconds": round(seconds, 2), "samples_per_second": result.samples_per_second,
+                 "seconds": round(seconds, 2),
+                 "train_seconds": None if result.train_seconds is None else round(result.train_seconds, 2),
+                 "samples_per_second": result.samples_per_second,
                  "calibration": calibration, "memory_per_device_bytes": memory.per_device,
                  "val_mean_predictor_loss": float(np.mean(np.square(y_val))) if len(y_val) else math.nan}
         write_table(rows, workdir, extra)

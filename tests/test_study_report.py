@@ -132,6 +132,25 @@ def test_missing_experiments_listed_with_commands(tmp_path):
         assert command in documented, name
 
 
+def test_trained_model_sweeps_listed_with_their_total_training_time(tmp_path):
+    make_experiment(tmp_path, "tradeoff", [finding("sparsity_costs_quality", "supported")])
+    rows = [{"name": f"level_{i}"} for i in range(3)]
+    for name, extra in [("unstructured", {"train_seconds": 1234.5}), ("old", {}),
+                        ("partial", {"train_seconds": 61.0, "steps": 30})]:
+        (tmp_path / "models" / name).mkdir(parents=True)
+        (tmp_path / "models" / name / RESULTS_FILE).write_text(json.dumps(
+            {"steps": 62, "total_steps": 62, "device_kind": "cpu", "rows": rows, **extra}))
+    (tmp_path / "models" / "broken").mkdir()
+    (tmp_path / "models" / "broken" / RESULTS_FILE).write_text("{not json")
+    header = report.build_report(tmp_path).split("## The study's conclusions")[0]
+    lines = {line.split("|")[1].strip(): line for line in header.splitlines() if line.startswith("| `")}
+    assert "20 min 34 s" in lines["`unstructured`"] and "| 3 | 62 |" in lines["`unstructured`"]
+    assert "not recorded" in lines["`old`"]  # trained before the time was recorded: not shown as 0
+    assert "30 of 62" in lines["`partial`"] and "1 min 01 s" in lines["`partial`"]
+    assert "`broken`" not in lines
+    assert "includes training only where that run trained the models" in header
+
+
 def test_tables_rendered_with_formatted_numbers(tmp_path):
     make_experiment(tmp_path, "tradeoff", [finding("sparsity_costs_quality", "supported")],
                     tables=[table("Skating by level", ["level", "skating | mm", "params", "note"],

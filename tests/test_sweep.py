@@ -131,7 +131,11 @@ def test_resume_continues_every_level_and_equals_uninterrupted(tmp_path, cache, 
     assert resumed.steps == straight.steps
     assert np.all(np.asarray(resumed.state.step) == straight.steps)
     assert_trees_close(resumed.state.params, straight.state.params)
-    assert json.loads((tmp_path / "results.json").read_text())["finished"]
+    table = json.loads((tmp_path / "results.json").read_text())
+    assert table["finished"]
+    # The training time adds up over the calls (the first one's as of its last checkpoint).
+    assert resumed.seconds < resumed.train_seconds <= partial.train_seconds + resumed.seconds + 1e-6
+    assert table["train_seconds"] == pytest.approx(resumed.train_seconds, abs=0.01)
     # A changed setup is refused.
     config.sweep.levels = (0.0, 0.4, 0.8)
     with pytest.raises(Exception, match="different config"):

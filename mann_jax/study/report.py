@@ -129,13 +129,27 @@ class ConclusionVerdict:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainedSweep:
+    """A sweep of trained models under ``<workdir>/models/<name>`` (its ``results.json``)."""
+
+    name: str
+    models: int
+    steps: int | None
+    total_steps: int | None
+    device: str
+    train_seconds: float | None
+
+
+@dataclasses.dataclass(frozen=True)
 class Collected:
-    """What a study workdir holds: the experiments that ran, those that could not be read, those missing."""
+    """What a study workdir holds: the experiments that ran, those that could not be read, those missing,
+    and the trained model sweeps they share."""
 
     workdir: Path
     runs: tuple[Run, ...]
     unreadable: tuple[Unreadable, ...]
     missing: tuple[str, ...]
+    sweeps: tuple[TrainedSweep, ...] = ()
 
     @property
     def findings(self) -> list[Evidence]:
@@ -219,7 +233,22 @@ def collect(workdir: str | os.PathLike) -> Collected:
     if not runs and not unreadable:
         raise FileNotFoundError(f"{workdir}: no experiment has written a {RESULTS_FILE} here, nothing to report "
                                 "(run the study's experiments first; see configs/study.py)")
-    return Collected(workdir, tuple(runs), tuple(unreadable), tuple(missing))
+    return Collected(workdir, tuple(runs), tuple(unreadable), tuple(missing), tuple(_trained_sweeps(workdir)))
+
+
+def _trained_sweeps(workdir: Path) -> list[TrainedSweep]:
+    """The model sweeps under ``<workdir>/models`` whose table can be read (others are left out)."""
+    out = []
+    for table in sorted((workdir / "models").glob(f"*/{RESULTS_FILE}")):
+        try:
+            d = json.loads(table.read_text())
+            seconds = d.get("train_seconds")
+            out.append(TrainedSweep(table.parent.name, len(d["rows"]), d.get("steps"), d.get("total_steps"),
+                                    str(d.get("device_kind", "")),
+                                    float(seconds) if isinstance(seconds, (int, float)) else None))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a sweep that never finished a table: its experiment reports the problem
+    return out
 
 
 # ----------------------------------------------------------------------------------------- rendering
@@ -382,6 +411,17 @@ def _header(c: Collected, generated: str) -> list[str]:
         for r in c.runs:
             lines.append(f"| [{r.name}]({_anchor(r.name)}) | {_cell(r.results.get('title', ''))} | "
                          f"{_cell(_scale_short(r.results.get('scale')))} | {_duration(r.results.get('seconds'))} |")
+        lines.append("")
+        lines += ["An experiment's wall time is that of its last run: it includes training only where that "
+                  "run trained the models (they are trained once, then reused).", ""]
+    if c.sweeps:
+        lines += ["Trained models (`models/`; training wall time summed over every run that trained them):", "",
+                  "| Models | Count | Steps | Device | Training |", "| --- | ---: | ---: | --- | ---: |"]
+        for sw in c.sweeps:
+            steps = "?" if sw.steps is None else f"{sw.steps}" + (
+                "" if sw.total_steps in (None, sw.steps) else f" of {sw.total_steps}")
+            lines.append(f"| `{_inline(sw.name)}` | {sw.models} | {steps} | {_cell(sw.device)} | "
+                         f"{'not recorded' if sw.train_seconds is None else _duration(sw.train_seconds)} |")
         lines.append("")
     if c.unreadable:
         lines += ["**Could not read** (these experiments are left out of the verdicts below; re-run them):", ""]
