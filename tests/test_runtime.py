@@ -105,6 +105,16 @@ def test_structured_model_is_physically_smaller(setup):
     assert sum(l.matrix.size for l in rt.layers) < 0.2 * sum(l.matrix.size for l in dense_rt.layers)
 
 
+def test_jax_runtime_products_are_float32_on_every_backend(setup):
+    # GPUs would otherwise use TF32 and miss the 1e-5 agreement with the model.
+    compact = setup["compact"]["dense"]
+    rt = JaxRuntime(compact)
+    for fn, x in ((rt._step, np.zeros(compact.input_size, np.float32)),
+                  (rt._batch, np.zeros((4, compact.input_size), np.float32))):
+        dots = [line for line in fn.lower(rt.arrays, x).as_text().splitlines() if "dot_general" in line]
+        assert dots and all("precision = [HIGHEST, HIGHEST]" in line for line in dots)
+
+
 def test_auto_kernel_follows_density(setup):
     rt = NumpyRuntime(setup["compact"]["unstructured"])
     assert rt.kernels == ("sparse", "sparse", "sparse")

@@ -344,6 +344,20 @@ class NumpyRuntime:
 # ----------------------------------------------------------------------------- JAX
 
 
+def _float32_products(fn: Any) -> Any:
+    """``fn`` with float32 matrix products on every backend (NVIDIA GPUs default to TF32), so the
+    runtime matches the model to float rounding there too (as ``MANN(matmul_precision="highest")``)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        import jax
+
+        with jax.default_matmul_precision("highest"):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def _jax_forward(arrays: dict[str, Any], x: Any, *, kinds: tuple[str, str, str]) -> tuple[Any, Any]:
     """One frame (``x`` 1-D); ``vmap`` it for a batch. Returns ``(y, omega)``."""
     import jax
@@ -426,12 +440,12 @@ class JaxRuntime:
                     for l, k1, kn in zip(layers, self.kernels, self.batch_kernels)],
         }
         self.arrays = arrays
-        self._step = jax.jit(functools.partial(_jax_forward, kinds=self.kernels))
+        self._step = jax.jit(_float32_products(functools.partial(_jax_forward, kinds=self.kernels)))
         if all(k == "dense" for k in self.batch_kernels):
-            self._batch = jax.jit(_jax_forward_batch)
+            self._batch = jax.jit(_float32_products(_jax_forward_batch))
         else:
             one = functools.partial(_jax_forward, kinds=self.batch_kernels)
-            self._batch = jax.jit(jax.vmap(one, in_axes=(None, 0)))
+            self._batch = jax.jit(_float32_products(jax.vmap(one, in_axes=(None, 0))))
 
     def step(self, x: Any, *, return_gating: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
         """One frame of one character: raw ``(input_size,)`` -> raw ``(output_size,)`` (and ω)."""
