@@ -13,35 +13,21 @@ last line is a JSON summary.
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from mann_jax.cli import clear_errors
 from mann_jax.study import same_size
-from mann_jax.study.results import print_summary
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/study.py:runlocal", "Study config.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (models/ and same_size/ inside).", required=True)
+from mann_jax.study.command import Results, run_experiment
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    res = same_size.run(_CONFIG.value, _WORKDIR.value)
-    print_summary(res)
-    pairs = res["data"]["pairs"]
-    print(f"wrote {_WORKDIR.value}/same_size/ ({', '.join(res['figures'] + res['data']['videos'])}) "
-          f"in {res['seconds']:.1f} s")
-    print(json.dumps({
-        "experiment": "same_size", "seconds": res["seconds"], "counts_equal": res["data"]["counts_equal"],
-        "pairs": [{"hidden": p["match"]["hidden"], "level": p["match"]["level"], "nonzero": p["match"]["dense_params"],
-                   "walk_skating": {w: p[w]["metrics"]["walk_skating_cm_per_frame"]["mean"]
-                                    for w in ("dense", "pruned")},
-                   "val_loss": {w: p[w]["metrics"]["val_loss"]["mean"] for w in ("dense", "pruned")}} for p in pairs],
-        "verdicts": [f["verdict"] for f in res["findings"]]}))
+def headline(res: Results) -> dict[str, Any]:
+    return {"videos": res["data"]["videos"], "counts_equal": res["data"]["counts_equal"],
+            "pairs": [{"hidden": p["match"]["hidden"], "level": p["match"]["level"],
+                       "nonzero": p["match"]["dense_params"],
+                       "walk_skating": {w: p[w]["metrics"]["walk_skating_cm_per_frame"]["mean"]
+                                        for w in ("dense", "pruned")},
+                       "val_loss": {w: p[w]["metrics"]["val_loss"]["mean"] for w in ("dense", "pruned")}}
+                      for p in res["data"]["pairs"]]}
 
 
 if __name__ == "__main__":
-    app.run(clear_errors(main, also=(ValueError,)))  # ValueError: settings the study cannot use
+    run_experiment(same_size.run, headline)

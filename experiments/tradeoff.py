@@ -10,31 +10,17 @@ skating_vs_sparsity.{png,svg}, quality_vs_sparsity.{png,svg}, tensorboard/.
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from mann_jax.cli import clear_errors
 from mann_jax.study import tradeoff
-from mann_jax.study.results import print_summary
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/study.py:runlocal", "Study config.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (models/, tradeoff/).", required=True)
+from mann_jax.study.command import Results, run_experiment
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    res = tradeoff.run(_CONFIG.value, _WORKDIR.value)
-    print_summary(res)
-    print(f"wrote {_WORKDIR.value}/tradeoff/ in {res['seconds']:.0f} s")
+def headline(res: Results) -> dict[str, Any]:
     summary = res["data"]["summary"]
-    print(json.dumps({"experiment": "tradeoff", "seconds": res["seconds"],
-                      "walk_skating": {k: v["mean"] for k, v in summary["walk_skating_cm_per_frame"].items()},
-                      "val_loss": {k: v["mean"] for k, v in summary["val_loss"].items()},
-                      "verdicts": [f["verdict"] for f in res["findings"]]}))
+    return {"walk_skating": {k: v["mean"] for k, v in summary["walk_skating_cm_per_frame"].items()},
+            "val_loss": {k: v["mean"] for k, v in summary["val_loss"].items()}}
 
 
 if __name__ == "__main__":
-    app.run(clear_errors(main, also=(ValueError,)))  # ValueError: settings the study cannot use
+    run_experiment(tradeoff.run, headline)

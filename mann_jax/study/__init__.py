@@ -11,5 +11,6 @@ One module per concept; the thin entry points are in ``experiments/`` and the se
 * :mod:`.results` — the ``results.json`` every experiment writes (tables, figures, findings) and
   saving figures as PNG + SVG.
 * :mod:`.tradeoff`, :mod:`.model_size`, :mod:`.same_size`, :mod:`.ablation`, :mod:`.activations`,
-  :mod:`.schedules` — the experiments; :mod:`.report` gathers them into one Markdown report.
+  :mod:`.schedules` — the experiments; :mod:`.report` gathers them into one Markdown report;
+  :mod:`.command` — the command line their entry points share.
 """
