@@ -47,8 +47,11 @@ def main(argv: list[str]) -> None:
 
             # CPU processes exchange arrays through gloo (accelerators use their own collectives).
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
-            jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-                                       process_id=_PROCESS_ID.value)
+            try:
+                jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                                           num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+            except ValueError as e:  # no coordinator found, or an id outside [0, num_processes)
+                raise sweep.SweepConfigError(f"--multihost: {e}") from None
         else:
             sweep.configure_cpu_devices(config)  # before anything starts JAX
         result = sweep.run_sweep(config, _WORKDIR.value)

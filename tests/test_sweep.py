@@ -251,6 +251,20 @@ def test_two_processes_equal_one(tmp_path, cache, vmap_sweep):
         assert got["nonzero"] == want["nonzero"]
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--coordinator_address=127.0.0.1:1", "--num_processes=2", "--process_id=5"], "process_id"),
+    (["--num_processes=2", "--process_id=0"], "coordinator_address"),
+])
+def test_bad_multihost_settings_are_clear_errors(tmp_path, cache, args, message):
+    out = subprocess.run([sys.executable, "-m", "experiments.sweep", "--multihost", *args, f"--workdir={tmp_path}",
+                          *_cli_overrides(cache)], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --multihost:") and message in last, last
+    assert "Traceback" not in out.stderr
+
+
 def test_uneven_error_mode_refuses(cache):
     devices = [jax.devices()[0]] * 1
     runner = sweep.make_runner("vmap", step=None, vmap_step=None, n_models=3, devices=devices,
