@@ -165,10 +165,11 @@ def _any_over(pred: jax.Array, axis_name: str | None) -> jax.Array:
     return lax.pmax(pred.astype(jnp.int32), axis_name) > 0
 
 
-#: Radix-select digit width per backend, measured on a 5.5 M-score selection (the 8x512 model's
-#: expert weights), one model and ten vmapped. 2-core CPU: 1 bit (a plain binary search) 45 ms,
-#: 2 bits 123 ms, 4 bits 369 ms (XLA:CPU's several-output reductions are slow). H100: 4 bits
-#: 0.49 / 2.8 ms (1 / 10 models), 1 bit 0.54 / 3.5 ms. Tried and dropped: bracketing the answer
+#: Radix-select digit width per backend, measured with ``python -m experiments.bench_select`` (the
+#: whole selection over 5.55 M scores, the 8x512 model's expert weights; ``--models 10`` for ten
+#: vmapped). 2-core CPU: 1 bit (a plain binary search) 97-129 ms, 2 bits 140-144 ms, 4 bits 385 ms,
+#: 8 bits 3.4 s (XLA:CPU's several-output reductions are slow). H100: 4 bits 0.49 / 2.8 ms (1 / 10
+#: models), 1 bit 0.54 / 3.5 ms. Tried and dropped: bracketing the answer
 #: with a sorted strided sample, then compacting and selecting inside the bracket (about three
 #: passes instead of eight): H100 0.61 / 2.5 ms, no clear gain; on CPU the compaction alone took 75 ms.
 #: Also tried on CPU: numpy's introselect through ``jax.pure_callback`` (20 ms instead of 106 ms for
