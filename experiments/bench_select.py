@@ -18,7 +18,7 @@ from absl import app, flags
 
 _MODELS = flags.DEFINE_integer("models", 1, "Models (levels) selected at once, vmapped.")
 _N = flags.DEFINE_integer("n", 5_550_000, "Scores per model.")
-_BITS = flags.DEFINE_list("bits", ["1", "2", "4", "8"], "Radix widths to time.")
+_BITS = flags.DEFINE_list("bits", ["1", "2", "4", "8", "16"], "Radix widths to time.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per width (min taken).")
 
 

@@ -111,7 +111,7 @@ def test_lowest_k_small_cases():
         np.testing.assert_array_equal(got[k], want)
 
 
-@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])
 def test_lowest_k_every_radix_width_gives_the_stable_ranking(bits):
     # Scores spanning signs, -inf (already pruned), zeros of both signs and heavy ties; the mask
     # must be exactly the first k of a stable argsort (-0.0 ranking below +0.0, as the float's

@@ -21,11 +21,13 @@ Selection is exact and deterministic:
   by flat index (lower index pruned first). It finds the ``k``-th smallest score digit by digit
   over the order-preserving ``uint32`` image of the float32 scores (a radix select: each pass
   counts the keys at or below ``2**bits - 1`` candidate thresholds and fixes ``bits`` bits of the
-  answer, ``32 / bits`` passes over the scores), then breaks ties at that value with a cumulative
-  sum, which only runs when tied entries straddle the boundary. ``bits`` is chosen per backend
-  (:data:`RADIX_BITS`): on CPU 1 bit per pass (a plain binary search; measured 2x faster than
-  ``jnp.sort`` on 5.5 M weights on the 2-core CPU, and several-way passes were slower there); on
-  GPU 4 bits (8 passes with 15 thresholds each: 20 % faster than 32 single passes on an H100).
+  answer, ``32 / bits`` passes over the scores; with 16 bits, two passes that each histogram a
+  16-bit digit with a scatter-add instead), then breaks ties at that value with a cumulative sum,
+  which only runs when tied entries straddle the boundary. ``bits`` is chosen per backend
+  (:data:`RADIX_BITS`): on CPU 16 bits (two histogram passes: 2.4x faster than a 32-pass binary
+  search on 5.5 M weights on the 2-core CPU; comparison passes with more bits were slower there);
+  on GPU 4 bits (8 passes with 15 thresholds each, counted as one row reduction per threshold;
+  XLA:GPU's scatter-add is 3-7x slower than that on an H100).
   No library offers an exact, traced-``k`` selection with this tie rule: ``lax.top_k`` needs a
   static ``k`` and ``jnp.sort``/``argsort`` cost a full sort.
 """
@@ -166,16 +168,21 @@ def _any_over(pred: jax.Array, axis_name: str | None) -> jax.Array:
 
 
 #: Radix-select digit width per backend, measured with ``python -m experiments.bench_select`` (the
-#: whole selection over 5.55 M scores, the 8x512 model's expert weights; ``--models 10`` for ten
-#: vmapped). 2-core CPU: 1 bit (a plain binary search) 97-129 ms, 2 bits 140-144 ms, 4 bits 385 ms,
-#: 8 bits 3.4 s (XLA:CPU's several-output reductions are slow). H100: 4 bits 0.49 / 2.8 ms (1 / 10
-#: models), 1 bit 0.54 / 3.5 ms. Tried and dropped: bracketing the answer
+#: whole selection over 5.55 M scores, the 8x512 model's expert weights; 1 / 10 models vmapped).
+#: 2-core CPU: 16 bits (two histogram passes) 51 / 622 ms, 1 bit (a plain binary search) 122 /
+#: 1246 ms; earlier runs: 2 bits 140-144 ms, 4 bits 385 ms, 8 bits 3.4 s for one model (XLA:CPU's
+#: several-output reductions are slow). H100: 4 bits 0.36 / 1.83 ms, 2 bits 0.39 / 2.06 ms, 1 bit
+#: 0.52 / 3.15 ms, 16 bits 1.21 / 12.3 ms (atomic scatter-adds). The 4-bit counts as
+#: ``[candidates, n]`` row reductions took 1.3 ms for ten models' k-th key where the same counts
+#: as ``[n, candidates]`` reduced over axis 0 took 4.1 ms. Tried and dropped: bracketing the answer
 #: with a sorted strided sample, then compacting and selecting inside the bracket (about three
 #: passes instead of eight): H100 0.61 / 2.5 ms, no clear gain; on CPU the compaction alone took 75 ms.
 #: Also tried on CPU: numpy's introselect through ``jax.pure_callback`` (20 ms instead of 106 ms for
 #: the global masks alone, but a train step with a mask update only went from 87 to 75 ms at 87 %
 #: sparsity): not worth a host round trip inside the step.
-RADIX_BITS: dict[str, int] = {"cpu": 1, "gpu": 4, "tpu": 4}
+#: Digit widths :func:`kth_smallest_key` accepts.
+RADIX_WIDTHS: tuple[int, ...] = (1, 2, 4, 8, 16)
+RADIX_BITS: dict[str, int] = {"cpu": 16, "gpu": 4, "tpu": 4}
 
 
 def default_radix_bits(platform: str | None = None) -> int:
@@ -186,26 +193,51 @@ def default_radix_bits(platform: str | None = None) -> int:
 def kth_smallest_key(keys: jax.Array, k: jax.Array, *, bits: int) -> jax.Array:
     """The ``k``-th smallest (1-based, ``k >= 1``) of the 1-D uint32 ``keys``, ``bits`` bits per pass.
 
-    Pass ``p`` knows the answer's top ``p * bits`` bits (``prefix``); it counts the keys at or
-    below each candidate ``prefix | d << shift | (1 << shift) - 1`` for ``d = 0 .. 2**bits - 2``
-    (the last digit's count is always >= k) and takes as the next digit the number of candidates
-    with fewer than ``k`` keys at or below them. Exact for any ``k`` in ``[1, len(keys)]``.
+    Pass ``p`` knows the answer's top ``p * bits`` bits (``prefix``). With ``bits`` <= 8 it counts
+    the keys at or below each candidate ``prefix | d << shift | (1 << shift) - 1`` for
+    ``d = 0 .. 2**bits - 2`` (the last digit's count is always >= k) and takes as the next digit the
+    number of candidates with fewer than ``k`` keys at or below them. With ``bits = 16`` each of
+    the two passes instead histograms (scatter-add) the next digit of the keys that share the
+    prefix. Exact for any ``k`` in ``[1, len(keys)]``.
     """
-    if bits not in (1, 2, 4, 8):
-        raise ValueError(f"radix bits must be 1, 2, 4 or 8, got {bits}")
+    if bits not in RADIX_WIDTHS:
+        raise ValueError(f"radix bits must be one of {RADIX_WIDTHS}, got {bits}")
+    if bits == 16:
+        return _kth_smallest_key_by_histogram(keys, k, bits=bits)
     digits = jnp.arange((1 << bits) - 1, dtype=jnp.uint32)
 
     def one_pass(p: int, prefix: jax.Array) -> jax.Array:
         shift = jnp.uint32(32 - bits) - jnp.uint32(bits) * p.astype(jnp.uint32)
         candidates = prefix | (digits << shift) | ((jnp.uint32(1) << shift) - jnp.uint32(1))
-        if bits == 1:  # one candidate: a plain reduction (XLA:CPU runs it faster than a [n, 1] one)
+        if bits == 1:  # one candidate: a plain reduction (XLA:CPU runs it faster than a [1, n] one)
             counts = jnp.sum(keys <= candidates[0], dtype=jnp.int32)[None]
         else:
-            counts = jnp.sum(keys[:, None] <= candidates[None, :], axis=0, dtype=jnp.int32)
+            # One row per candidate: XLA:GPU's row reduction ran the 4-bit pass 3x faster on an
+            # H100 than the same counts laid out as [n, candidates] and reduced over axis 0.
+            counts = jnp.sum(keys[None, :] <= candidates[:, None], axis=1, dtype=jnp.int32)
         digit = jnp.sum(counts < k, dtype=jnp.uint32)
         return prefix | (digit << shift)
 
     return lax.fori_loop(0, 32 // bits, one_pass, jnp.uint32(0))
+
+
+def _kth_smallest_key_by_histogram(keys: jax.Array, k: jax.Array, *, bits: int) -> jax.Array:
+    """:func:`kth_smallest_key` with ``32 / bits`` passes that each histogram one ``bits``-bit digit."""
+    n_bins = 1 << bits
+    prefix, rank = jnp.uint32(0), k  # rank: the answer's rank among the keys sharing ``prefix``
+    for p in range(32 // bits):
+        shift = 32 - bits * (p + 1)
+        digits = ((keys >> shift) & jnp.uint32(n_bins - 1)).astype(jnp.int32)
+        if p == 0:
+            ones = jnp.ones(keys.shape, jnp.int32)
+        else:
+            ones = ((keys >> (shift + bits)) == (prefix >> (shift + bits))).astype(jnp.int32)
+        histogram = jnp.zeros(n_bins, jnp.int32).at[digits].add(ones, mode="promise_in_bounds")
+        at_or_below = jnp.cumsum(histogram)
+        digit = jnp.sum(at_or_below < rank, dtype=jnp.int32)
+        rank = rank - jnp.where(digit > 0, at_or_below[jnp.maximum(digit - 1, 0)], 0)
+        prefix = prefix | (digit.astype(jnp.uint32) << shift)
+    return prefix
 
 
 def lowest_k(scores: jax.Array, k: jax.Array | int, *, axis_name: str | None = None,
@@ -220,8 +252,8 @@ def lowest_k(scores: jax.Array, k: jax.Array | int, *, axis_name: str | None = N
         k: Number of entries to select.
         axis_name: Name of an enclosing ``jax.vmap`` axis, if any: the tie-break branch then runs
             when any mapped instance needs it instead of turning into a select that always runs.
-        bits: Radix-select digit width (1, 2, 4 or 8; default :func:`default_radix_bits`). Every
-            width gives the same mask; it only changes the speed.
+        bits: Radix-select digit width (one of :data:`RADIX_WIDTHS`; default
+            :func:`default_radix_bits`). Every width gives the same mask; it only changes the speed.
 
     Returns:
         A bool array of ``scores``' shape with exactly ``k`` True entries.
