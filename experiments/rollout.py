@@ -155,9 +155,7 @@ def run() -> None:
     files = ["metrics.json", "paws.png", "strip.png"]
     if not _NO_VIDEO.value:
         frames = render.render_frames(tracks, fps=fps, stride=_STRIDE.value)
-        render.write_gif(frames, out / "rollout.gif", fps=fps / _STRIDE.value)
-        render.write_mp4(frames, out / "rollout.mp4", fps=fps / _STRIDE.value)
-        files += ["rollout.gif", "rollout.mp4"]
+        files += render.write_videos(frames, out, "rollout", fps=fps / _STRIDE.value)
         metrics["video_frames"] = int(len(frames))
     metrics["files"] = files
     metrics["seconds"] = {"load_and_rollout": round(seconds_rollout, 2), "total": round(time.perf_counter() - start, 2)}

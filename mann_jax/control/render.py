@@ -11,7 +11,8 @@
   the air. A 4 m x 4 m floor grid (0.5 m), the root's past path and the commanded velocity (an
   arrow, when known) are drawn on the floor.
 * **Outputs.** :func:`render_frames` returns ``(N, H, W, 3)`` uint8 frames; :func:`write_gif` and
-  :func:`write_mp4` save them with imageio (its ffmpeg binary ships with ``imageio-ffmpeg``);
+  :func:`write_mp4` save them with imageio (its ffmpeg binary ships with ``imageio-ffmpeg``;
+  :func:`write_videos` writes both and skips the MP4 when that package is missing);
   :func:`render_strip` saves a still film strip (rows = tracks, columns = moments);
   :func:`plot_paws` plots paw heights and horizontal speeds over time.
 
@@ -21,7 +22,10 @@ Matplotlib (Agg) draws 2-D projections it is given, so a frame costs a few milli
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
+import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import matplotlib
@@ -250,11 +254,42 @@ def write_gif(frames: np.ndarray, path: str | os.PathLike, *, fps: float) -> Non
     iio.imwrite(path, frames, extension=".gif", duration=1000.0 / fps, loop=0)
 
 
+def mp4_writer_available() -> bool:
+    """Whether :func:`write_mp4` can run: imageio's MP4 writer needs the ``imageio-ffmpeg`` package."""
+    return importlib.util.find_spec("imageio_ffmpeg") is not None
+
+
 def write_mp4(frames: np.ndarray, path: str | os.PathLike, *, fps: float) -> None:
-    """Save frames as an H.264 MP4 (dimensions padded to a multiple of 16 by the writer)."""
+    """Save frames as an H.264 MP4 (dimensions padded to a multiple of 16 by the writer).
+
+    Raises:
+        RuntimeError: ``imageio-ffmpeg`` is not installed (without it imageio would pick another
+            plugin for the ``.mp4`` name and fail with an unrelated message).
+    """
+    if not mp4_writer_available():
+        raise RuntimeError(f"cannot write {path}: MP4 needs the imageio-ffmpeg package "
+                           "(a dependency of mann_jax; pip install imageio-ffmpeg)")
     import imageio.v3 as iio
 
     iio.imwrite(path, frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=16)
+
+
+def write_videos(frames: np.ndarray, directory: str | os.PathLike, stem: str, *, fps: float) -> list[str]:
+    """``<stem>.gif`` and, when :func:`mp4_writer_available`, ``<stem>.mp4`` in ``directory``.
+
+    A missing MP4 writer skips the MP4 with a note on stderr instead of failing the experiment
+    that rendered the frames. Returns the names of the files written.
+    """
+    directory = Path(directory)
+    write_gif(frames, directory / f"{stem}.gif", fps=fps)
+    written = [f"{stem}.gif"]
+    if mp4_writer_available():
+        write_mp4(frames, directory / f"{stem}.mp4", fps=fps)
+        written.append(f"{stem}.mp4")
+    else:
+        print(f"skipped {directory / stem}.mp4: MP4 needs the imageio-ffmpeg package (the GIF is written)",
+              file=sys.stderr)
+    return written
 
 
 def render_strip(

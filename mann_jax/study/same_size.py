@@ -315,9 +315,7 @@ def _video(out: Path, pair: dict[str, Any], dense_ev: Evaluation, pruned_ev: Eva
     stride = 2
     frames = render.render_frames(tracks, fps=fps, stride=stride)
     stem = f"turn90_dense_h{pair['match']['hidden']}_vs_pruned"
-    render.write_mp4(frames, out / f"{stem}.mp4", fps=fps / stride)
-    render.write_gif(frames, out / f"{stem}.gif", fps=fps / stride)
-    return [f"{stem}.mp4", f"{stem}.gif"]
+    return render.write_videos(frames, out, stem, fps=fps / stride)
 
 
 def _findings(pairs: list[dict[str, Any]], config: Any, base_hidden: int) -> list[stats.Finding]:
