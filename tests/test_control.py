@@ -262,6 +262,47 @@ def test_load_params_from_checkpoint_and_shape_mismatch(trained, tmp_path):
         load_params(tmp_path / "nothing", result.fns)
 
 
+_RESAVE_ON_FOUR_DEVICES = """
+import jax, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from configs import default
+from mann_jax.checkpoint import Checkpoints
+from mann_jax.control.rollout import load_params
+from mann_jax.train import ModelFunctions, build_model
+
+assert len(jax.devices()) == 4
+config = default.get_config()
+config.model.update(hidden_sizes=(64, 64), n_experts=4, keep_prob=1.0)
+params = load_params({workdir!r}, ModelFunctions.of(build_model(config.model, seed=0)))  # saved on 1 device
+mesh = Mesh(np.array(jax.devices()), ("d",))
+spec = lambda a: P("d") if a.ndim and a.shape[0] % 4 == 0 else P()  # experts split over the devices
+sharded = jax.tree.map(lambda a: jax.device_put(a, NamedSharding(mesh, spec(a))), params)
+assert any(len(a.sharding.device_set) == 4 for a in jax.tree.leaves(sharded))
+checkpoints = Checkpoints({out!r}, save_every=1, keep=1)
+checkpoints.save(7, {{"params": sharded}}, {{}})
+checkpoints.close()
+"""
+
+
+def test_load_params_reads_checkpoints_written_on_other_devices(trained, tmp_path):
+    # A run trained on a GPU, or a model sharded over several devices, must load on this 1-device
+    # CPU process (a rollout or an export on a laptop): Orbax refuses another topology by default.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, result, _, workdir = trained
+    code = _RESAVE_ON_FOUR_DEVICES.format(workdir=str(workdir), out=str(tmp_path / "checkpoints"))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(jax.devices()) == 1
+    params = load_params(tmp_path, result.fns)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(result.state.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 # ----------------------------------------------------------------------------- rendering and the command
 
 

@@ -867,8 +867,14 @@ def load_params(checkpoint: str | os.PathLike, fns: Any, *, step: int | None = N
     step = steps[-1] if step is None else step
     if step not in steps:
         raise CheckpointError(f"{path}: no checkpoint at step {step}; steps: {steps}")
+    item = path / str(step) / "state"
     try:
-        state = ocp.StandardCheckpointer().restore(path / str(step) / "state")
+        # Restore onto this process's default device whatever devices wrote it (a GPU, a sweep sharded
+        # over several): without a target Orbax refuses a checkpoint saved on another topology.
+        saved = ocp.StandardCheckpointHandler().metadata(item).tree
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved)
+        state = ocp.StandardCheckpointer().restore(item, target)
     except Exception as e:  # orbax raises many types for damaged folders
         raise CheckpointError(f"{path / str(step)}: cannot restore checkpoint ({type(e).__name__}: {e})") from e
     params = state.get("params") if isinstance(state, dict) else getattr(state, "params", None)
