@@ -466,6 +466,15 @@ class Runner:
         """Host-side stacked copy of ``select(state)`` of every model (M leading)."""
         raise NotImplementedError
 
+    def per_model(self, held: Any, fn: Callable[[Any], Any]) -> Any:
+        """Host-side stacked ``fn(state)`` of every model (M leading), computed where the models live.
+
+        ``fn`` maps ONE model's state to a small pytree (a statistic), so only its result crosses
+        to the host (counting thirty 8 x 512 models' masks on the host meant copying 167 MB of
+        them there and ~0.1 s of counting per log line). ``fn`` is jitted once per function object.
+        """
+        raise NotImplementedError
+
     def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
         """One step of every model: ``rows`` ``(B,)`` shared, or ``(M, B)`` one per model."""
         raise NotImplementedError
@@ -525,6 +534,7 @@ class StackedRunner(Runner):
         mapped = jax.shard_map(per_shard, mesh=self.mesh, in_specs=(P(MESH_AXIS), P(), P(), rows_spec),
                                out_specs=(P(MESH_AXIS), P(MESH_AXIS)), check_vma=False)
         self._step = jax.jit(mapped, donate_argnums=0)
+        self._per_model_fns: dict[Callable[[Any], Any], Callable[[Any], Any]] = {}
 
     def _pad(self, a: np.ndarray) -> np.ndarray:
         if self.padded == self.n_models:
@@ -536,6 +546,11 @@ class StackedRunner(Runner):
 
     def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
         return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(select(held)))
+
+    def per_model(self, held: Any, fn: Callable[[Any], Any]) -> Any:
+        if fn not in self._per_model_fns:
+            self._per_model_fns[fn] = jax.jit(jax.vmap(fn))
+        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(self._per_model_fns[fn](held)))
 
     def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
         if self.per_model_rows:
@@ -566,6 +581,7 @@ class LoopRunner(Runner):
         self.per_model_rows = per_model_rows
         self._data = [(jax.device_put(x, d), jax.device_put(y, d)) for d in self.devices]
         self._step = jax.jit(step, donate_argnums=0)
+        self._per_model_fns: dict[Callable[[Any], Any], Callable[[Any], Any]] = {}
 
     def _device(self, i: int) -> int:
         return i % len(self.devices)
@@ -576,6 +592,11 @@ class LoopRunner(Runner):
 
     def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
         return stack(_gather([select(s) for s in held]))
+
+    def per_model(self, held: Any, fn: Callable[[Any], Any]) -> Any:
+        if fn not in self._per_model_fns:
+            self._per_model_fns[fn] = jax.jit(fn)
+        return stack(_gather([self._per_model_fns[fn](s) for s in held]))
 
     def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
         rows = np.asarray(rows)
@@ -636,17 +657,12 @@ TABLE_COLUMNS: tuple[str, ...] = ("name", "level", "seed", "actual_sparsity", "n
                                   "size_mb", "mflops", "train_loss", "val_loss")
 
 
-def sparsity_per_model(masks: Any) -> np.ndarray:
-    """Fraction of pruned entries among all full-shape masks, per model of a stacked masks tree."""
-    zeros = total = 0
-    for a in jax.tree.leaves(masks):
-        a = np.asarray(a)
-        if a.ndim <= 1:  # stacked scalar True: a leaf that is not pruned
-            continue
-        per = a.reshape(a.shape[0], -1)
-        zeros = zeros + (per.shape[1] - np.count_nonzero(per, axis=1))
-        total += per.shape[1]
-    return np.asarray(zeros, np.float64) / total if total else np.zeros(np.shape(zeros))
+def pruned_entries(masks: Any) -> tuple[jax.Array, jax.Array]:
+    """``(pruned, entries)`` counted over the full-shape masks of ONE model (int32 scalars; a scalar
+    ``True`` leaf stands for a leaf that is not pruned and is not counted)."""
+    shaped = [m for m in jax.tree.leaves(masks) if m.ndim]
+    pruned = sum((m.size - jnp.sum(m, dtype=jnp.int32) for m in shaped), jnp.int32(0))
+    return pruned, jnp.int32(sum(m.size for m in shaped))
 
 
 def _full_masks(params: Any, masks: Any) -> Any:
@@ -895,6 +911,9 @@ def run_sweep(
     def select_masks(state: Any) -> Any:
         return pruning.find_pruning_state(state.opt_state).masks
 
+    def pruned_entries_of_state(state: Any) -> tuple[jax.Array, jax.Array]:
+        return pruned_entries(select_masks(state))
+
     def meta_at(step: int) -> dict[str, Any]:
         return {"epoch": step // n_batches, "batch_in_epoch": step % n_batches, "n_batches": n_batches,
                 "config": config_dict, "data_key": data.data_key, "strategy": strategy,
@@ -905,7 +924,8 @@ def run_sweep(
 
     def on_log(done: int, step: int, loss: np.ndarray, rate: float, state: Any) -> dict[str, str]:
         hp = optim.hyperparams_at(step, **hyper)
-        actual = sparsity_per_model(runner.gather(state, select_masks))
+        pruned, entries = runner.per_model(state, pruned_entries_of_state)
+        actual = pruned / np.maximum(entries, 1).astype(np.float64)
         scheduled = float(schedule(step))
         for i, name in enumerate(plan.names if writer_main else ()):
             writers[name].write_scalars(done, {
@@ -916,7 +936,8 @@ def run_sweep(
         return {"loss": f"{loss.min():.4f}..{loss.max():.4f}", "samples_s": f"{rate:.0f}"}
 
     def evaluate(params: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.array([eval_loss(unstack(params, i), x, y) for i in range(plan.n_models)])
+        # One transfer of each model's parameters, not one per chunk of rows.
+        return np.array([eval_loss(jax.device_put(unstack(params, i)), x, y) for i in range(plan.n_models)])
 
     def on_epoch_end(done: int, epoch: int, state: Any) -> None:
         nonlocal val_losses, val_step

@@ -172,6 +172,25 @@ def test_results_table_matches_checkpoints_and_outputs_exist(vmap_sweep, cache):
     level = EventAccumulator(str(workdir / "tensorboard" / "level_80"))
     level.Reload()
     assert {"train/loss", "val/loss", "sparsity/overall"} <= set(level.Tags()["scalars"])
+    # The last logged sparsity (counted on the devices) is the final masks' (counted on the host).
+    assert level.Scalars("sparsity/overall")[-1].step == result.steps
+    assert level.Scalars("sparsity/overall")[-1].value == pytest.approx(float(table[2]["actual_sparsity"]), rel=1e-6)
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "loop"])
+def test_per_model_statistics_are_computed_per_model_for_every_runner(strategy):
+    rng = np.random.default_rng(0)
+    masks = {"w": rng.random((3, 4, 5)) > np.array([0.1, 0.5, 0.9])[:, None, None],
+             "v": rng.random((3, 7)) > 0.5, "b": np.ones((3,), bool)}  # b: a stacked scalar True (not pruned)
+    unused_step = lambda state, x, y, rows: (state, {})  # noqa: E731 - the runners jit it, nothing runs it
+    runner = sweep.make_runner(strategy, step=unused_step, vmap_step=unused_step, n_models=3,
+                               devices=jax.devices()[:1], x=np.zeros((4, 480), np.float32),
+                               y=np.zeros((4, 363), np.float32))
+    held = runner.put({"masks": masks})
+    pruned, entries = runner.per_model(held, lambda s: sweep.pruned_entries(s["masks"]))
+    want = [(~masks["w"][i]).sum() + (~masks["v"][i]).sum() for i in range(3)]
+    np.testing.assert_array_equal(pruned, want)
+    np.testing.assert_array_equal(entries, [27, 27, 27])
 
 
 _SHARDED = textwrap.dedent("""
