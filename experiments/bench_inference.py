@@ -13,9 +13,12 @@ as the original initialiser; speed does not depend on training):
   the smallest L1 norm of in+out weights over all experts, :mod:`mann_jax.pruning.structured`),
   physically shrunk by the export;
 
-each through :class:`~mann_jax.export.runtime.NumpyRuntime`, :class:`~mann_jax.export.runtime.JaxRuntime`
-and (unless ``--no_onnx``) onnxruntime (``mix`` and ``blend`` graphs), plus the original per-frame
-blend formulation in numpy as a reference. Reported: batch-1 latency (median over interleaved
+each through :class:`~mann_jax.export.runtime.NumpyRuntime` (its batch-1 frame compiled with numba,
+:mod:`mann_jax.export.compiled_kernels`, or numpy calls and scipy's CSR without numba: the header
+says which; ``--numpy_fallback`` also times ``compiled=False`` as backend ``numpy-scipy``),
+:class:`~mann_jax.export.runtime.JaxRuntime` and (unless ``--no_onnx``) onnxruntime (``mix`` and
+``blend`` graphs), plus the original per-frame blend formulation in numpy as a reference.
+Reported: batch-1 latency (median over interleaved
 rounds, microseconds per frame, raw input to raw output), batch-``--batch`` throughput (frames/s),
 speed-ups over the dense model of the same backend, and the memory-traffic floor: bytes of the
 non-zero weights read per frame over a memory bandwidth measured in the same run (a large numpy
@@ -74,6 +77,8 @@ _BATCH_REPEATS = flags.DEFINE_integer("batch_repeats", 12, "Batch calls timed pe
 _SEED = flags.DEFINE_integer("seed", 23456, "Weight seed.")
 _NO_ONNX = flags.DEFINE_bool("no_onnx", False, "Skip onnxruntime.")
 _NO_JAX = flags.DEFINE_bool("no_jax", False, "Skip JAX.")
+_NUMPY_FALLBACK = flags.DEFINE_bool("numpy_fallback", False,
+                                    "Also time NumpyRuntime(compiled=False) (numpy calls, scipy CSR) as 'numpy-scipy'.")
 
 VARIANTS = ("dense", "unstructured", "structured")
 
@@ -115,10 +120,17 @@ def weight_bytes(model: CompactModel) -> dict[str, int]:
 
 
 def representation_bytes(rt: NumpyRuntime, model: CompactModel) -> int:
-    """Bytes of the weights the numpy batch-1 kernels actually read (CSR: values + int32 indices + row pointers)."""
+    """Bytes of the weights the numpy batch-1 kernels actually read (compiled CSR: values + uint16
+    indices + row pointers; scipy CSR: values + int32 indices + row pointers)."""
     total = sum(k.size + b.size for k, b in model.gating) * 4
-    for layer, kind in zip(rt.layers, rt.kernels):
-        total += layer.matrix.nbytes if kind == "dense" else layer.nnz * 8 + (layer.matrix.shape[1] + 1) * 4
+    frame = rt.compiled_frame
+    for l, (layer, kind) in enumerate(zip(rt.layers, rt.kernels)):
+        if kind == "dense":
+            total += layer.matrix.nbytes
+        elif frame is not None:
+            total += frame.layers[l].nbytes
+        else:
+            total += layer.nnz * 8 + (layer.matrix.shape[1] + 1) * 4
     return total
 
 
@@ -193,6 +205,8 @@ def main(argv: list[str]) -> None:
     runtimes: dict[tuple[str, str], Any] = {}
     for v, m in models.items():
         runtimes[("numpy", v)] = NumpyRuntime(m)
+        if _NUMPY_FALLBACK.value:
+            runtimes[("numpy-scipy", v)] = NumpyRuntime(m, compiled=False)
         if not _NO_JAX.value:
             runtimes[("jax", v)] = JaxRuntime(m)
     tmp = tempfile.TemporaryDirectory()
@@ -235,10 +249,13 @@ def main(argv: list[str]) -> None:
 
     batch = int(_BATCH.value)
     results: dict[str, Any] = {}
-    backends = sorted({b for b, _ in runtimes}, key=["numpy", "jax", "onnx-mix", "onnx-blend"].index)
+    backends = sorted({b for b, _ in runtimes}, key=["numpy", "numpy-scipy", "jax", "onnx-mix", "onnx-blend"].index)
     print(f"MANN 480-512-512-363 x 8 experts, sparsity {sparsity:.0%}, threads {threads or 'default'}; "
           f"copy bandwidth {dram / 1e9:.1f} GB/s (1 GiB), {cache / 1e9:.1f} GB/s (cache-resident "
           f"{3 * models['dense'].layers[0].size * 4 / 2**20:.0f} MiB)")
+    sparse_impl = runtimes[("numpy", "unstructured")].sparse_impl
+    print(f"numpy batch-1 sparse layers: {sparse_impl}"
+          + (" (the whole frame compiled; CSR with uint16 indices)" if sparse_impl == "numba" else " (no numba)"))
     header = (f"{'backend':<11} {'model':<13} {'kernels':<22} {'batch1 us':>10} {'x dense':>8} {'floor us':>9} "
               f"{'x floor':>8} {'cfloor us':>9} {f'batch{batch} fr/s':>15} {'x dense':>8}")
     print(header)
@@ -258,7 +275,8 @@ def main(argv: list[str]) -> None:
                 "kernels": kernels, "nonzero_weight_bytes": wb["nonzero_values"],
                 "hidden_sizes": list(models[v].hidden_sizes), "expert_nonzeros": wb["expert_nonzeros"],
             }
-            if backend == "numpy":
+            if backend.startswith("numpy"):
+                row["sparse_impl"] = rt.sparse_impl
                 row["representation_bytes"] = representation_bytes(rt, models[v])
                 row["representation_floor_us"] = row["representation_bytes"] / dram * 1e6
                 if isinstance(rt, NumpyRuntime):
@@ -291,7 +309,8 @@ def main(argv: list[str]) -> None:
     summary = {
         "benchmark": "inference", "threads": threads, "sparsity": sparsity, "batch": batch,
         "copy_bandwidth_gb_s": dram / 1e9, "cache_copy_bandwidth_gb_s": cache / 1e9,
-        "results": results, "targets": targets, "seconds": round(time.perf_counter() - t0, 1),
+        "numpy_sparse_impl": sparse_impl, "results": results, "targets": targets,
+        "seconds": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(summary, default=float))
 

@@ -6,6 +6,8 @@ the masked (pruned) full-size weights, normalisation and denormalisation include
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,11 @@ import pytest
 from flax import nnx
 
 from mann_jax.data.normalisation import Normalisation
+from mann_jax.export import compiled_kernels
 from mann_jax.export.compact import CompactModel, compact_from_params
 from mann_jax.export.runtime import (
+    NUMPY_SPARSE_BELOW,
+    SCIPY_SPARSE_BELOW,
     JaxRuntime,
     NumpyRuntime,
     _NumpyCSR,
@@ -31,6 +36,8 @@ from mann_jax.train import ModelFunctions
 
 HIDDEN, EXPERTS = (96, 80), 4
 PRETRAINED = Path(__file__).resolve().parents[1].parent / "shared/data/mann_pretrained"
+REPO = Path(__file__).resolve().parents[1]
+needs_numba = pytest.mark.skipif(not compiled_kernels.AVAILABLE, reason="numba is not installed")
 
 
 def rel_err(got: Any, want: Any) -> float:
@@ -75,14 +82,19 @@ def setup() -> dict[str, Any]:
     return {"x": x, "compact": compact, "ref": ref, "units": (int(u0.sum()), int(u1.sum()))}
 
 
-RUNTIMES = [("numpy", "dense"), ("numpy", "sparse"), ("numpy", "auto"), ("jax", "dense"), ("jax", "sparse"),
-            ("jax", "auto")]
+# "numpy-scipy": NumpyRuntime(compiled=False), scipy's CSR and numpy's gating (the path without numba).
+RUNTIMES = [("numpy", "dense"), ("numpy", "sparse"), ("numpy", "auto"), ("numpy-scipy", "sparse"),
+            ("numpy-scipy", "auto"), ("jax", "dense"), ("jax", "sparse"), ("jax", "auto")]
 
 
 @pytest.mark.parametrize("backend,kernel", RUNTIMES)
 @pytest.mark.parametrize("variant", ["unstructured", "structured"])
 def test_runtime_equals_the_masked_dense_model(setup, backend, kernel, variant):
-    rt = make_runtime(setup["compact"][variant], backend=backend, kernel=kernel, batch_kernel=kernel)
+    if backend == "numpy-scipy":
+        rt = NumpyRuntime(setup["compact"][variant], kernel=kernel, batch_kernel=kernel, compiled=False)
+        assert rt.sparse_impl == "scipy"
+    else:
+        rt = make_runtime(setup["compact"][variant], backend=backend, kernel=kernel, batch_kernel=kernel)
     want, omega = setup["ref"][variant]
     x = setup["x"]
     y_batch, om_batch = rt.batch(x, return_gating=True)
@@ -120,6 +132,19 @@ def test_auto_kernel_follows_density(setup):
     assert rt.kernels == ("sparse", "sparse", "sparse")
     assert all(l.density < 0.15 for l in rt.layers)
     assert NumpyRuntime(setup["compact"]["dense"]).kernels == ("dense", "dense", "dense")
+    # Each sparse kernel has its own crossover with the dense gemv.
+    layers = rt.layers
+    for compiled, below in ((False, SCIPY_SPARSE_BELOW), (None, NUMPY_SPARSE_BELOW)):
+        if compiled is None and not compiled_kernels.AVAILABLE:
+            continue
+        r = NumpyRuntime(setup["compact"]["unstructured"], compiled=compiled)
+        assert r.kernels == tuple("sparse" if l.density < below else "dense" for l in layers)
+        assert r.sparse_impl == ("scipy" if compiled is False else "numba")
+        if compiled is None:
+            assert [isinstance(m, compiled_kernels.CSRMatrix) for m in r.compiled_frame.layers] == [
+                k == "sparse" for k in r.kernels]
+        else:
+            assert r.compiled_frame is None
     assert JaxRuntime(setup["compact"]["unstructured"]).batch_kernels == ("dense", "dense", "dense")
     with pytest.raises(ValueError, match="kernel must be"):
         NumpyRuntime(setup["compact"]["dense"], kernel="fast")
@@ -175,3 +200,158 @@ def test_runtime_on_the_original_trained_weights_pruned(tmp_path):
     for rt in (NumpyRuntime(compact), JaxRuntime(compact), load_onnx(export_onnx(compact, tmp_path / "m.onnx"))):
         assert rel_err(rt.batch(x), want) <= 1e-5
         assert rel_err(np.stack([np.asarray(rt.step(r)) for r in x]), want) <= 1e-5
+
+
+# ----------------------------------------------------------------------------- compiled kernels
+
+
+def _random_sparse(rng: np.random.Generator, rows: int, out: int, density: float) -> np.ndarray:
+    m = rng.normal(size=(rows, out)).astype(np.float32)
+    return np.where(rng.random((rows, out)) < density, m, np.float32(0))
+
+
+def _mixed_reference(matrix: np.ndarray, h1: np.ndarray, omega: np.ndarray, elu: bool) -> np.ndarray:
+    v = (omega.astype(np.float64)[:, None] * h1.astype(np.float64)[None, :]).reshape(-1)
+    y = v @ matrix.astype(np.float64)
+    return np.where(y > 0, y, np.expm1(np.minimum(y, 0))) if elu else y
+
+
+@needs_numba
+@pytest.mark.parametrize("k,width,out,density", [(8, 33, 40, 0.1), (4, 97, 17, 0.02), (3, 5, 64, 0.5),
+                                                 (2, 64, 9, 1.0)])
+@pytest.mark.parametrize("elu", [False, True])
+@pytest.mark.parametrize("kind", ["csr", "dense"])
+def test_compiled_layer_equals_the_dense_product(k, width, out, density, elu, kind):
+    rng = np.random.default_rng(k * 1000 + out)
+    m = _random_sparse(rng, k * (width + 1), out, density)
+    m[:, ::5] = 0  # every fifth output row of A^T is empty
+    if kind == "csr":
+        matrix = compiled_kernels.CSRMatrix(m)
+        assert matrix.indices.dtype == np.uint16 and matrix.data.size == np.count_nonzero(m)
+        assert matrix.nbytes == matrix.data.size * 6 + (out + 1) * 4
+    else:
+        matrix = m
+    for _ in range(3):
+        h1 = np.append(rng.normal(size=width), 1).astype(np.float32)
+        omega = rng.dirichlet(np.ones(k)).astype(np.float32)
+        buf = np.full(out + 1, 7.0, np.float32)
+        got = compiled_kernels.mixed_layer(h1, omega, matrix, buf[:-1], elu=elu)  # into a view
+        want = _mixed_reference(m, h1, omega, elu)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+        assert buf[-1] == 7.0 and np.all(got[::5] == 0)
+
+
+@needs_numba
+def test_compiled_csr_layer_of_an_empty_matrix_is_zero():
+    matrix = compiled_kernels.CSRMatrix(np.zeros((2 * 11, 6), np.float32))
+    assert matrix.data.size == 0
+    out = np.full(6, np.nan, np.float32)
+    got = compiled_kernels.mixed_layer(np.ones(11, np.float32), np.ones(2, np.float32), matrix, out, elu=True)
+    np.testing.assert_array_equal(got, 0)
+
+
+@needs_numba
+@pytest.mark.parametrize("rows,dtype", [(compiled_kernels.UINT16_ROWS, np.uint16),
+                                        (compiled_kernels.UINT16_ROWS + 2, np.int32)])
+def test_compiled_csr_layer_index_width_bound(rows, dtype):
+    """Column indices are uint16 up to 65536 rows (the last row, 65535, included), int32 beyond."""
+    m = np.zeros((rows, 3), np.float32)
+    hot = [0, 1, 40000, 65534, 65535, rows - 1]
+    m[hot, 0] = np.arange(1, len(hot) + 1)
+    m[rows - 1, 2] = 3.0
+    matrix = compiled_kernels.CSRMatrix(m)
+    assert matrix.indices.dtype == dtype and int(matrix.indices.max()) == rows - 1
+    h1 = np.random.default_rng(0).normal(size=rows // 2).astype(np.float32)
+    omega = np.array([0.25, 0.75], np.float32)
+    got = compiled_kernels.mixed_layer(h1, omega, matrix, np.empty(3, np.float32), elu=False)
+    np.testing.assert_allclose(got, _mixed_reference(m, h1, omega, False), rtol=1e-6)
+
+
+@needs_numba
+def test_compiled_frame_with_dense_and_sparse_layers_equals_numpy(setup):
+    """One frame mixing both kernels (the runtime's "auto" may): equal to the numpy path."""
+    rt = NumpyRuntime(setup["compact"]["unstructured"], kernel="dense", compiled=False)
+    mats = [l.matrix for l in rt.layers]
+    frame = compiled_kernels.Frame(rt._x_mean, rt._x_std, rt._gating, rt._gidx,
+                                   [compiled_kernels.CSRMatrix(mats[0]), mats[1], compiled_kernels.CSRMatrix(mats[2])])
+    for x in setup["x"][:4]:
+        want, want_omega = rt.step(x, return_gating=True)
+        y, omega = frame(x)
+        assert rel_err(y, want) <= 1e-5
+        np.testing.assert_allclose(omega, want_omega, rtol=1e-5, atol=1e-7)
+
+
+@needs_numba
+def test_compiled_csr_kernel_is_vectorised_with_gathers():
+    """On AVX2 / AVX-512 CPUs LLVM turns the row sums into vgatherdps (32-bit indices: uint16 columns)."""
+    import llvmlite.binding as llvm
+    import numba
+
+    if "+avx2" not in llvm.get_host_cpu_features().flatten().split(","):
+        pytest.skip("no AVX2 on this CPU")
+    # A fresh, uncached compilation (numba does not show the machine code of cached functions).
+    kernel = numba.njit(**compiled_kernels._OPTIONS)(compiled_kernels._csr_product.py_func)
+    matrix = compiled_kernels.CSRMatrix(np.eye(16, 4, dtype=np.float32))
+    assert matrix.indices.dtype == np.uint16
+    kernel(matrix.indptr, matrix.indices, matrix.data, np.ones(16, np.float32), np.empty(4, np.float32))
+    (asm,) = kernel.inspect_asm().values()
+    assert "vgatherdps" in asm or "vpgatherdd" in asm
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_numpy_runtime_without_numba_falls_back_to_scipy(setup, tmp_path):
+    """numba made unimportable in a fresh interpreter: the default runtime runs scipy's CSR and equals the model."""
+    from mann_jax.export.compact import save_compact
+
+    save_compact(setup["compact"]["unstructured"], tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", setup["x"])
+    code = (
+        "import sys\n"
+        "sys.modules['numba'] = None\n"
+        "import numpy as np\n"
+        "from mann_jax.export.compact import load_compact\n"
+        "from mann_jax.export.runtime import NumpyRuntime\n"
+        f"model = load_compact({str(tmp_path / 'm.npz')!r})\n"
+        "rt = NumpyRuntime(model)\n"
+        "assert rt.sparse_impl == 'scipy' and rt.compiled_frame is None, rt.sparse_impl\n"
+        "try:\n"
+        "    NumpyRuntime(model, compiled=True)\n"
+        "    raise SystemExit('compiled=True without numba did not raise')\n"
+        "except ImportError:\n"
+        "    pass\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, np.stack([rt.step(r) for r in x]))\n"
+    )
+    proc = _run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    want, _ = setup["ref"]["unstructured"]
+    assert rel_err(np.load(tmp_path / "y.npy"), want) <= 1e-5
+
+
+@needs_numba
+def test_compiled_kernels_work_without_a_writable_cache(setup, tmp_path):
+    """No cache location numba can write (a read-only install, no writable home): compiled per process."""
+    from mann_jax.export.compact import save_compact
+
+    save_compact(setup["compact"]["unstructured"], tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", setup["x"])
+    code = (
+        "import numba.core.caching as caching\n"
+        "caching.CacheImpl._locator_classes = []  # numba finds no cache location it can write\n"
+        "import numpy as np\n"
+        "from mann_jax.export import compiled_kernels\n"
+        "assert type(compiled_kernels._frame._cache).__name__ == 'NullCache'\n"
+        "from mann_jax.export.compact import load_compact\n"
+        "from mann_jax.export.runtime import NumpyRuntime\n"
+        f"rt = NumpyRuntime(load_compact({str(tmp_path / 'm.npz')!r}))\n"
+        "assert rt.sparse_impl == 'numba', rt.sparse_impl\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, np.stack([rt.step(r) for r in x]))\n"
+    )
+    proc = _run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    want, _ = setup["ref"]["unstructured"]
+    assert rel_err(np.load(tmp_path / "y.npy"), want) <= 1e-5

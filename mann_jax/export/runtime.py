@@ -2,7 +2,9 @@
 
 Two backends over the same :class:`~mann_jax.export.compact.CompactModel`:
 
-* :class:`NumpyRuntime` — numpy (+ scipy.sparse when present), for engines without JAX;
+* :class:`NumpyRuntime` — numpy, for engines without JAX; its batch-1 path runs the numba-compiled
+  kernels of :mod:`mann_jax.export.compiled_kernels` when numba is installed (a pinned
+  dependency) and falls back to scipy.sparse, or plain numpy without scipy, otherwise;
 * :class:`JaxRuntime` — jitted JAX.
 
 Both map RAW inputs ``(480,)`` / ``(N, 480)`` to RAW outputs ``(363,)`` / ``(N, 363)`` (normalisation
@@ -26,13 +28,23 @@ float32, ONE thread for OpenBLAS / XLA / onnxruntime — the game setting, and i
   large means).
 * **Structured pruning**: the matrices are physically smaller (shrunk on export), so the same
   dense kernels run on ~15x fewer weights; nothing else is needed.
-* **Unstructured pruning, batch 1, numpy**: the stacked matrix is stored as CSR with a row per
-  output (``y_o = sum_nz A[o, j] v_j``) and multiplied with scipy.sparse (a scalar
-  gather-multiply-add loop over the non-zeros only, GIL released). The kernel is chosen per layer
-  by density (``kernel="auto"``): the CSR loop costs ~0.6 ns per non-zero against ~0.14 ns per
-  entry for OpenBLAS's single-thread gemv on cache-resident weights (~29 GB/s), so CSR wins below
-  ~:data:`NUMPY_SPARSE_BELOW` density. A CSC (scatter) loop measured no faster; ``np.take`` +
-  ``einsum`` on an ELL layout ~3x slower (numpy casts the indices, three passes).
+* **Batch 1, numpy, with numba** (the default when numba imports): the whole frame —
+  normalisation, gating, the three mixed expert layers — is ONE compiled call
+  (:class:`~mann_jax.export.compiled_kernels.Frame`; the kernels, their measurements and what was
+  tried are in :mod:`mann_jax.export.compiled_kernels`). Unstructured-pruned layers are stored as
+  CSR with a row per output (``y_o = sum_nz A[o, j] v_j``) and ``uint16`` column indices; LLVM
+  vectorises the row sums into AVX2 gathers (``vgatherdps``): ~0.26 ns per non-zero, the gather
+  throughput of this CPU, against 0.6-0.8 ns for scipy's scalar CSR loop. Dense layers run
+  compiled axpys (a little faster than OpenBLAS's gemv here, 1.6x on the narrow structured
+  matrices). The kernel is chosen per layer by density (``kernel="auto"``): sparse below
+  :data:`NUMPY_SPARSE_BELOW` = 0.5 (measured crossover ~0.5 on the three layer shapes of the
+  default model). One call per frame also removes the ~16 numpy calls of the gating network
+  (13-14 us per frame in numpy, 1.6 us compiled).
+* **Batch 1, numpy, without numba** (``compiled=False`` or numba missing): per-layer numpy calls;
+  sparse layers use scipy's CSR product below :data:`SCIPY_SPARSE_BELOW` = 0.22 (its crossover
+  with OpenBLAS's single-thread gemv), or plain numpy without scipy. A CSC (scatter) loop measured
+  no faster than scipy's CSR; ``np.take`` + ``einsum`` on an ELL layout ~3x slower (numpy casts
+  the indices, three passes).
 * **Unstructured pruning, batch 1, JAX**: an ELL layout (``(L, out)`` column indices and values,
   padded to the longest row) and ``sum(vals * v[cols], axis=0)``. XLA's CPU gather costs ~2 ns
   per entry, and its batch-1 gemv ~0.18 ns per entry (slower than OpenBLAS), so ELL only wins
@@ -53,31 +65,45 @@ float32, ONE thread for OpenBLAS / XLA / onnxruntime — the game setting, and i
 * Buffers of the batch-1 numpy path are preallocated: a :class:`NumpyRuntime` is not thread-safe;
   use one per thread.
 
-Measured (``python -m experiments.bench_inference``, default 480-512-512-363 x 8 model, 90 %,
-one thread, a second process busy on the other core; microseconds per frame at batch 1 / frames
-per second at batch 256; floor = non-zero weight bytes / 23.6 GB/s DRAM copy bandwidth):
+Measured (``python -m experiments.bench_inference --numpy_fallback``, three runs back to back,
+default 480-512-512-363 x 8 model, 90 %, one thread; microseconds per frame at batch 1 / frames
+per second at batch 256; floor = non-zero weight bytes / the run's DRAM copy bandwidth, 20.6-23.9
+GB/s; ``numpy`` = the compiled frame, ``numpy-scipy`` = ``compiled=False``):
 
-============  =====================  =====================  =====================  ========
-model         numpy                  JAX                    onnxruntime (mix)      floor
-============  =====================  =====================  =====================  ========
-dense         936 us / 10.0 k        1081 us / 9.1 k        913 us / 12.7 k        942 us
-90 % unstr.   448 us (2.1x) / 10.1 k 1061 us (1.0x) / 8.5 k 892 us (1.0x) / 12.8 k 95 us
-90 % struct.  80 us (11.7x) / 70 k   117 us (9.2x) / 48 k   63 us (14.6x) / 98 k   63 us
-============  =====================  =====================  =====================  ========
+============  =======================  ========================  ==========================  =======================  ===========
+model         numpy                    numpy-scipy               JAX                         onnxruntime (mix)        floor
+============  =======================  ========================  ==========================  =======================  ===========
+dense         883-895 us / 8.3-10.4 k  974-1016 us / 8.5-11.3 k  1071-1194 us / 10.9-12.0 k  967-989 us / 9.7-12.9 k  929-1078 us
+90 % unstr.   203-240 us (3.7-4.4x)    485-520 us (2.0x)         1140-1366 us (0.9x)         936-958 us (1.0x)        94-109 us
+90 % struct.  51-64 us (14.0-17.4x)    84-109 us (9.3-11.9x)     160-211 us (5.3-6.7x)       76-91 us (10.7-12.7x)    62-72 us
+============  =======================  ========================  ==========================  =======================  ===========
 
-Structured pruning meets its targets (>= 8x, within 2x of the floor). Unstructured pruning does
-NOT reach 4x: the scalar CSR loop (~0.6 ns per non-zero; 8 bytes read per non-zero) against a
-dense gemv that streams cache-resident weights at ~29 GB/s caps it near 2x in numpy, and XLA's
-gather near 1x. Beating that needs a compiled SIMD gather kernel (AVX-512 ``vpgatherdd``), not
-available from numpy or XLA.
+(batch 256 of the unstructured model: 8.7-10.3 k frames/s in numpy, the scipy batch path.)
 
-The kernel choice per layer is in ``runtime.kernels`` (batch 1) and ``runtime.batch_kernels``.
+The compiled sparse kernel makes the 90 % unstructured frame 2.2-2.5x faster than scipy's in the
+same run; the compiled dense layers make the dense frame 9-14 % faster than OpenBLAS's (so the
+baseline of the speed-up got faster too) and the structured one 1.6-1.7x. Against the targets
+(>= 4x dense, <= 2x the floor) the unstructured frame is on the edge and NOT reliably within 2x of
+its floor: over 15 bench runs of this code in the session that wrote it (full, ``--no_onnx``,
+``--no_onnx --no_jax``; the machine's speed drifts by +-15 % between runs, the dense frame
+measured 813-996 us) it took 172-270 us: 3.7-4.7x the dense frame (>= 4 in 10 runs) and 1.70-2.56x
+its floor (<= 2 in 2 runs). The kernel sits at the gather throughput (~0.26 ns per non-zero,
+~145-160 us of a warm frame for 0.56 M non-zeros) while the floor counts 4 bytes per non-zero at
+DRAM speed (~0.18 ns), so ~1.6x the floor is the best a warm gather kernel reaches here; the rest
+is the gating, the first (cold) frame of each timing block (+80 us) and the drift. Without numba
+it stays at ~2x dense (scipy's loop), and XLA's gather near 1x. Structured pruning meets both
+targets in numpy.
+
+The kernel choice per layer is in ``runtime.kernels`` (batch 1) and ``runtime.batch_kernels``;
+what runs the numpy batch-1 sparse layers (``"numba"``, ``"scipy"``, ``"numpy"``) in
+``NumpyRuntime.sparse_impl``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -91,8 +117,11 @@ Kernel = Literal["auto", "dense", "sparse"]
 Backend = Literal["numpy", "jax"]
 
 #: Density (non-zeros / entries of the stacked layer matrix) below which the numpy batch-1 path uses
-#: CSR instead of the dense gemv (measured crossover; see the module docstring).
-NUMPY_SPARSE_BELOW = 0.22
+#: the compiled CSR kernel instead of the compiled dense one (:mod:`mann_jax.export.compiled_kernels`;
+#: measured crossover, see the module docstring).
+NUMPY_SPARSE_BELOW = 0.5
+#: The same for scipy's CSR product (the batch-1 sparse kernel without numba).
+SCIPY_SPARSE_BELOW = 0.22
 #: Same for the numpy batch-N path (scipy CSR times a dense block vs BLAS gemm).
 NUMPY_SPARSE_BELOW_BATCH = 0.07
 #: Same for the JAX batch-1 path (ELL gather vs XLA gemv).
@@ -201,6 +230,18 @@ def _sparse_matrix(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, sh
     return sp.csr_array((data, indices, indptr), shape=shape)
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _compiled_kernels() -> Any:
+    """:mod:`mann_jax.export.compiled_kernels` when numba imports, else None (imported on first use:
+    numba takes ~0.3 s to import)."""
+    from mann_jax.export import compiled_kernels
+
+    return compiled_kernels if compiled_kernels.AVAILABLE else None
+
+
 def _elu_into(y: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> None:
     """``out = elu(y) = max(y, 0) + expm1(min(y, 0))`` (exact; no overflow in the unused branch)."""
     np.minimum(y, 0.0, out=tmp)
@@ -218,12 +259,25 @@ class NumpyRuntime:
 
     Args:
         model: The compact model.
-        kernel: Batch-1 kernel per expert layer: ``"auto"`` (CSR below
-            :data:`NUMPY_SPARSE_BELOW` density, else dense), ``"dense"`` or ``"sparse"``.
-        batch_kernel: The same for :meth:`batch` (threshold :data:`NUMPY_SPARSE_BELOW_BATCH`).
+        kernel: Batch-1 kernel per expert layer: ``"auto"`` (sparse below :data:`NUMPY_SPARSE_BELOW`
+            density with the compiled kernel, below :data:`SCIPY_SPARSE_BELOW` with scipy's; else
+            dense), ``"dense"`` or ``"sparse"``.
+        batch_kernel: The same for :meth:`batch` (threshold :data:`NUMPY_SPARSE_BELOW_BATCH`;
+            its sparse kernel is scipy's).
+        compiled: Batch 1 as one numba-compiled call per frame
+            (:class:`~mann_jax.export.compiled_kernels.Frame`): ``None`` (default) when numba
+            imports, ``True`` (ImportError without numba) or ``False`` (numpy calls per layer:
+            scipy's CSR product, or plain numpy without scipy).
+
+    Attributes:
+        kernels: ``"dense"`` / ``"sparse"`` per expert layer at batch 1; ``batch_kernels`` the same
+            for :meth:`batch`.
+        sparse_impl: What runs the batch-1 sparse layers: ``"numba"``, ``"scipy"`` or ``"numpy"``.
+        compiled_frame: The :class:`~mann_jax.export.compiled_kernels.Frame` (None without numba).
     """
 
-    def __init__(self, model: CompactModel, *, kernel: Kernel = "auto", batch_kernel: Kernel = "auto") -> None:
+    def __init__(self, model: CompactModel, *, kernel: Kernel = "auto", batch_kernel: Kernel = "auto",
+                 compiled: bool | None = None) -> None:
         self.model = model
         n = model.normalisation
         self._x_mean = np.asarray(n.x_mean, np.float32)
@@ -231,17 +285,34 @@ class NumpyRuntime:
         self._gidx = np.asarray(model.gating_indices, np.intp)
         self._gating, layers = fold(model)
         self.layers = layers
-        self.kernels = tuple(_choose(kernel, l.density, NUMPY_SPARSE_BELOW) for l in layers)
+        kernels_module = _compiled_kernels() if compiled is not False else None
+        if compiled and kernels_module is None:
+            raise ImportError("NumpyRuntime(compiled=True) needs numba (pip install numba)")
+        compiled = kernels_module is not None
+        have_scipy = _installed("scipy")
+        self.sparse_impl = "numba" if compiled else "scipy" if have_scipy else "numpy"
+        below = NUMPY_SPARSE_BELOW if compiled else SCIPY_SPARSE_BELOW
+        self.kernels = tuple(_choose(kernel, l.density, below) for l in layers)
         self.batch_kernels = tuple(_choose(batch_kernel, l.density, NUMPY_SPARSE_BELOW_BATCH) for l in layers)
+        if not have_scipy:  # pragma: no cover - scipy is a dependency; engines may lack it
+            self.batch_kernels = tuple("dense" for _ in layers)  # the numpy fallback has no matrix kernel
         self._dense: list[np.ndarray | None] = []
-        self._sparse: list[Any] = []
+        self._sparse: list[Any] = []  # scipy / numpy CSR: the batch path's, and batch 1's without numba
         for layer, k1, kn in zip(layers, self.kernels, self.batch_kernels):
-            shape = (layer.matrix.shape[1], layer.matrix.shape[0])
-            self._sparse.append(_sparse_matrix(*layer.csr(), shape) if "sparse" in (k1, kn) else None)
-            self._dense.append(layer.matrix if "dense" in (k1, kn) else None)
-        if isinstance(next((s for s in self._sparse if s is not None), None), _NumpyCSR):
-            self.batch_kernels = tuple("dense" for _ in layers)  # the fallback has no matrix kernel
-            self._dense = [l.matrix for l in layers]
+            if kn == "sparse" or (k1 == "sparse" and not compiled):
+                shape = (layer.matrix.shape[1], layer.matrix.shape[0])
+                self._sparse.append(_sparse_matrix(*layer.csr(), shape))
+            else:
+                self._sparse.append(None)
+            self._dense.append(layer.matrix if kn == "dense" or (k1 == "dense" and not compiled) else None)
+        # With numba, the whole batch-1 frame is one compiled call (compiled, or loaded from numba's
+        # cache, here rather than on the first frame).
+        self.compiled_frame: Any = None
+        if kernels_module is not None:
+            self.compiled_frame = kernels_module.Frame(
+                self._x_mean, self._x_std, self._gating, self._gidx,
+                [kernels_module.CSRMatrix(l.matrix) if k1 == "sparse" else l.matrix
+                 for l, k1 in zip(layers, self.kernels)])
         k = model.n_experts
         widths = [l.in_features for l in layers]
         # Batch-1 buffers: every layer input with a trailing 1 (the folded bias), the mixed vector.
@@ -273,9 +344,12 @@ class NumpyRuntime:
         Returns:
             Raw output ``(output_size,)`` (a new array), or ``(y, omega)``.
         """
-        x = np.asarray(x, np.float32)
+        x = np.ascontiguousarray(x, np.float32)
         if x.shape != (self.model.input_size,):
             raise ValueError(f"step expects one input of shape ({self.model.input_size},), got {x.shape}")
+        if self.compiled_frame is not None:
+            y, omega = self.compiled_frame(x)
+            return (y.copy(), omega.copy()) if return_gating else y.copy()
         h1 = self._h1[0]
         np.subtract(x, self._x_mean, out=h1[:-1])
         np.divide(h1[:-1], self._x_std, out=h1[:-1])
