@@ -136,7 +136,8 @@ from mann_jax.train import (
     batch_order,
     build_model,
     check_checkpoint_setup,
-    gating_statistics,
+    gating_scalars,
+    gating_summary,
     init_state,
     make_eval_loss,
     make_pruning_schedule,
@@ -466,12 +467,14 @@ class Runner:
         """Host-side stacked copy of ``select(state)`` of every model (M leading)."""
         raise NotImplementedError
 
-    def per_model(self, held: Any, fn: Callable[[Any], Any]) -> Any:
-        """Host-side stacked ``fn(state)`` of every model (M leading), computed where the models live.
+    def per_model(self, held: Any, fn: Callable[..., Any], *shared: Any) -> Any:
+        """Host-side stacked ``fn(state, *shared)`` of every model (M leading), computed where the
+        models live.
 
-        ``fn`` maps ONE model's state to a small pytree (a statistic), so only its result crosses
-        to the host (counting thirty 8 x 512 models' masks on the host meant copying 167 MB of
-        them there and ~0.1 s of counting per log line). ``fn`` is jitted once per function object.
+        ``fn`` maps ONE model's state (and arrays every model shares, e.g. data rows) to a small
+        pytree (a statistic), so only its result crosses to the host (counting thirty 8 x 512
+        models' masks on the host meant copying 167 MB of them there and ~0.1 s of counting per
+        log line). ``fn`` is jitted once per function object.
         """
         raise NotImplementedError
 
@@ -534,7 +537,7 @@ class StackedRunner(Runner):
         mapped = jax.shard_map(per_shard, mesh=self.mesh, in_specs=(P(MESH_AXIS), P(), P(), rows_spec),
                                out_specs=(P(MESH_AXIS), P(MESH_AXIS)), check_vma=False)
         self._step = jax.jit(mapped, donate_argnums=0)
-        self._per_model_fns: dict[Callable[[Any], Any], Callable[[Any], Any]] = {}
+        self._per_model_fns: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def _pad(self, a: np.ndarray) -> np.ndarray:
         if self.padded == self.n_models:
@@ -547,10 +550,11 @@ class StackedRunner(Runner):
     def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
         return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(select(held)))
 
-    def per_model(self, held: Any, fn: Callable[[Any], Any]) -> Any:
+    def per_model(self, held: Any, fn: Callable[..., Any], *shared: Any) -> Any:
         if fn not in self._per_model_fns:
-            self._per_model_fns[fn] = jax.jit(jax.vmap(fn))
-        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(self._per_model_fns[fn](held)))
+            self._per_model_fns[fn] = jax.jit(jax.vmap(fn, in_axes=(0,) + (None,) * len(shared)))
+        shared = jax.device_put(shared, self._replicated)
+        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(self._per_model_fns[fn](held, *shared)))
 
     def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
         if self.per_model_rows:
@@ -581,7 +585,7 @@ class LoopRunner(Runner):
         self.per_model_rows = per_model_rows
         self._data = [(jax.device_put(x, d), jax.device_put(y, d)) for d in self.devices]
         self._step = jax.jit(step, donate_argnums=0)
-        self._per_model_fns: dict[Callable[[Any], Any], Callable[[Any], Any]] = {}
+        self._per_model_fns: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def _device(self, i: int) -> int:
         return i % len(self.devices)
@@ -593,10 +597,11 @@ class LoopRunner(Runner):
     def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
         return stack(_gather([select(s) for s in held]))
 
-    def per_model(self, held: Any, fn: Callable[[Any], Any]) -> Any:
+    def per_model(self, held: Any, fn: Callable[..., Any], *shared: Any) -> Any:
         if fn not in self._per_model_fns:
             self._per_model_fns[fn] = jax.jit(fn)
-        return stack(_gather([self._per_model_fns[fn](s) for s in held]))
+        on_device = [jax.device_put(shared, d) for d in self.devices]
+        return stack(_gather([self._per_model_fns[fn](s, *on_device[self._device(i)]) for i, s in enumerate(held)]))
 
     def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
         rows = np.asarray(rows)
@@ -914,6 +919,9 @@ def run_sweep(
     def pruned_entries_of_state(state: Any) -> tuple[jax.Array, jax.Array]:
         return pruned_entries(select_masks(state))
 
+    def gating_summary_of_state(state: Any, rows: jax.Array) -> dict[str, jax.Array]:
+        return gating_summary(fns, state.params, rows)
+
     def meta_at(step: int) -> dict[str, Any]:
         return {"epoch": step // n_batches, "batch_in_epoch": step % n_batches, "n_batches": n_batches,
                 "config": config_dict, "data_key": data.data_key, "strategy": strategy,
@@ -948,9 +956,10 @@ def run_sweep(
         params = runner.gather(state, lambda s: s.params)
         val_losses = evaluate(params, x_val, y_val)
         val_step = done
+        gating = runner.per_model(state, gating_summary_of_state, gating_rows)
         for i, name in enumerate(plan.names if writer_main else ()):
             writers[name].write_scalars(done, {"val/loss": val_losses[i]})
-            writers[name].write_scalars(done, gating_statistics(fns, unstack(params, i), gating_rows))
+            writers[name].write_scalars(done, gating_scalars(unstack(gating, i)))
 
     bar = tqdm(total=total_steps, initial=start_step, desc=f"sweep x{plan.n_models} ({strategy})", unit="step",
                disable=not progress or not writer_main, dynamic_ncols=True, mininterval=1.0)

@@ -229,14 +229,24 @@ def make_eval_loss(fns: ModelFunctions, *, chunk: int) -> Callable[[Params, np.n
     return eval_loss
 
 
-def gating_statistics(fns: ModelFunctions, params: Params, x: np.ndarray) -> dict[str, float]:
-    """Mean gating entropy (nats) and mean coefficient per expert over rows ``x`` (eval mode)."""
-    _, omega = fns.predict(params, jnp.asarray(x), return_gating=True)
-    omega = np.asarray(omega, np.float64)
-    entropy = -np.sum(omega * np.log(np.maximum(omega, 1e-12)), axis=-1)
-    stats = {"gating/entropy": float(entropy.mean())}
-    stats.update({f"gating/mean_coefficient/expert_{k}": float(v) for k, v in enumerate(omega.mean(axis=0))})
-    return stats
+def gating_summary(fns: ModelFunctions, params: Params, x: jax.Array) -> dict[str, jax.Array]:
+    """Mean gating entropy (nats) and mean coefficient per expert over rows ``x`` (eval mode).
+
+    Pure and jittable (only the gating network runs), so a sweep computes it for every model on
+    the devices (:meth:`mann_jax.sweep.Runner.per_model`); :func:`gating_scalars` names the values.
+    """
+    model = nnx.merge(fns.eval_graph, nnx.State(params), fns.rest, copy=True)
+    omega = model.gating_coefficients(jnp.asarray(x))
+    entropy = -jnp.sum(omega * jnp.log(jnp.maximum(omega, 1e-12)), axis=-1)
+    return {"entropy": jnp.mean(entropy), "mean_coefficient": jnp.mean(omega, axis=0)}
+
+
+def gating_scalars(summary: dict[str, Any]) -> dict[str, float]:
+    """TensorBoard scalars of one model's :func:`gating_summary`."""
+    scalars = {"gating/entropy": float(summary["entropy"])}
+    scalars.update({f"gating/mean_coefficient/expert_{k}": float(v)
+                    for k, v in enumerate(np.asarray(summary["mean_coefficient"]))})
+    return scalars
 
 
 def sparsity_scalars(state: TrainState, schedule: pruning.Schedule) -> dict[str, float]:
@@ -463,6 +473,7 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
     eval_loss = make_eval_loss(fns, chunk=int(tc.eval_batch_size))
     x_dev, y_dev = jnp.asarray(x_train), jnp.asarray(y_train)
     gating_rows = x_val[:: max(1, len(x_val) // 2048)] if len(x_val) else x_train[:2048]
+    gating_summary_jit = jax.jit(lambda p, x: gating_summary(fns, p, x))
     hyper = dict(learning_rate=float(tc.learning_rate), weight_decay=float(tc.weight_decay), n_batches=n_batches,
                  te=int(tc.te), tmult=int(tc.tmult), decay_mode=tc.decay_mode)
     mean_predictor = float(np.mean(np.square(y_val))) if len(y_val) else float("nan")
@@ -486,7 +497,7 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
         if len(x_val):
             last["val_loss"] = eval_loss(st.params, x_val, y_val)
             writer.write_scalars(done, {"val/loss": last["val_loss"]})
-        writer.write_scalars(done, gating_statistics(fns, st.params, gating_rows))
+        writer.write_scalars(done, gating_scalars(gating_summary_jit(st.params, gating_rows)))
         if (epoch + 1) % int(tc.histograms_every_epochs) == 0 or done == total_steps:
             writer.write_histograms(done, weight_histograms(st.params))
 

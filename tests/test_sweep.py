@@ -191,6 +191,10 @@ def test_per_model_statistics_are_computed_per_model_for_every_runner(strategy):
     want = [(~masks["w"][i]).sum() + (~masks["v"][i]).sum() for i in range(3)]
     np.testing.assert_array_equal(pruned, want)
     np.testing.assert_array_equal(entries, [27, 27, 27])
+    # With an array every model shares (not mapped over the models).
+    shared = np.arange(5, dtype=np.float32)
+    got = runner.per_model(held, lambda s, x: jax.numpy.sum(s["masks"]["w"], axis=(0,)) @ x, shared)
+    np.testing.assert_allclose(got, [masks["w"][i].sum(axis=0) @ shared for i in range(3)])
 
 
 _SHARDED = textwrap.dedent("""

@@ -16,7 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from configs import default
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.data.dataset import build_dataset
-from mann_jax.train import TrainState, batch_order, build_model, check_resumable, init_state, make_optimizer, train, ModelFunctions
+from mann_jax.train import (ModelFunctions, TrainState, batch_order, build_model, check_resumable, gating_scalars,
+                            gating_summary, init_state, make_optimizer, train)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -66,6 +67,19 @@ def test_training_reduces_loss_and_writes_readable_events(tmp_path):
     assert any(t.startswith("weights/layer0/alpha") for t in tags["histograms"])
     lr = [e.value for e in events.Scalars("train/learning_rate")]
     assert 0 < min(lr) <= max(lr) <= config.train.learning_rate * (1 + 1e-6)
+
+
+def test_gating_summary_equals_the_coefficients_of_the_full_forward_pass():
+    config = tiny_config("unused")
+    fns = ModelFunctions.of(build_model(config.model, seed=3))
+    x = np.random.default_rng(0).normal(size=(50, 480)).astype(np.float32)
+    _, omega = fns.predict(fns.params, x, return_gating=True)
+    omega = np.asarray(omega, np.float64)
+    summary = jax.jit(lambda p, x: gating_summary(fns, p, x))(fns.params, x)
+    np.testing.assert_allclose(summary["entropy"], np.mean(-np.sum(omega * np.log(omega), axis=-1)), rtol=1e-5)
+    np.testing.assert_allclose(summary["mean_coefficient"], omega.mean(axis=0), rtol=1e-5)
+    scalars = gating_scalars(summary)
+    assert set(scalars) == {"gating/entropy", "gating/mean_coefficient/expert_0", "gating/mean_coefficient/expert_1"}
 
 
 def _run_train(workdir, cache, *extra, wait=True):
