@@ -553,8 +553,8 @@ class StackedRunner(Runner):
     def per_model(self, held: Any, fn: Callable[..., Any], *shared: Any) -> Any:
         if fn not in self._per_model_fns:
             self._per_model_fns[fn] = jax.jit(jax.vmap(fn, in_axes=(0,) + (None,) * len(shared)))
-        shared = jax.device_put(shared, self._replicated)
-        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(self._per_model_fns[fn](held, *shared)))
+        result = self._per_model_fns[fn](held, *jax.device_put(shared, self._replicated))
+        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(result))
 
     def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
         if self.per_model_rows:
@@ -601,7 +601,8 @@ class LoopRunner(Runner):
         if fn not in self._per_model_fns:
             self._per_model_fns[fn] = jax.jit(fn)
         on_device = [jax.device_put(shared, d) for d in self.devices]
-        return stack(_gather([self._per_model_fns[fn](s, *on_device[self._device(i)]) for i, s in enumerate(held)]))
+        results = [self._per_model_fns[fn](s, *on_device[self._device(i)]) for i, s in enumerate(held)]
+        return stack(_gather(results))
 
     def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
         rows = np.asarray(rows)
