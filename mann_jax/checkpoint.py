@@ -7,10 +7,16 @@ A checkpoint holds two items:
 * ``meta`` — JSON: the data position (epoch, batch in epoch), the config the run was started
   with and the dataset's cache key, so a resumed run can refuse a changed setup.
 
-Saves are synchronous: the models are small, and a synchronous save keeps "the checkpoint on disk
-is the state at that step" true even when the process is killed right after. Orbax writes each
-step into a temporary directory and renames it when complete, so a kill mid-save leaves the
-previous checkpoints intact; the latest *complete* step is restored.
+Saves run in the background by default (Orbax's asynchronous checkpointing): :meth:`Checkpoints.save`
+returns once the state is copied off the devices, and the files are written while training goes
+on (a sweep of thirty 8x512 models writes 2.2 GB per checkpoint, ~4 s on an H100 machine, during
+which training used to stop; on the 2-core CPU, ten 8x512 models for 408 steps with a checkpoint
+every 100 took 134 s instead of 151 s). Orbax writes each step into a temporary directory and renames it
+when complete, so a kill mid-write leaves the previous checkpoints intact and the latest
+*complete* step is restored: a run killed within a write resumes from the checkpoint before
+(training is deterministic, so it ends the same). Every read (:meth:`Checkpoints.latest_step`,
+:meth:`Checkpoints.restore`, ...) and :meth:`Checkpoints.close` first waits for a write in
+flight. ``background=False`` saves synchronously.
 """
 
 from __future__ import annotations
@@ -33,39 +39,53 @@ class Checkpoints:
       directory: where the step folders live (created).
       save_every: steps between periodic saves.
       keep: number of checkpoints kept.
+      background: write the files in a background thread (default) or before :meth:`save` returns.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int):
+    def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int, background: bool = True):
         if save_every < 1 or keep < 1:
             raise ValueError(f"save_every ({save_every}) and keep ({keep}) must be >= 1")
         self.directory = Path(directory).absolute()
         self.save_every = int(save_every)
+        self.background = bool(background)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=int(keep), create=True, enable_async_checkpointing=False)
+            max_to_keep=int(keep), create=True, enable_async_checkpointing=self.background)
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
+    def wait(self) -> None:
+        """Blocks until a save in flight is on disk (raises what the background write raised)."""
+        self._manager.wait_until_finished()
+
     def latest_step(self) -> int | None:
+        self.wait()
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:
+        self.wait()
         return list(self._manager.all_steps())
 
     def should_save(self, step: int) -> bool:
         return step % self.save_every == 0
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-        """Save ``state`` and ``meta`` as ``step`` (replaces nothing already saved at that step)."""
-        if step in self._manager.all_steps():
+        """Save ``state`` and ``meta`` as ``step`` (replaces nothing already saved at that step).
+
+        In the background mode this returns once ``state`` is copied off the devices (the caller may
+        then donate its buffers); the previous write, if still running, is finished first.
+        """
+        if step in self.all_steps():
             return
         self._manager.save(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
             force=True,
         )
-        self._manager.wait_until_finished()
+        if not self.background:
+            self.wait()
 
     def read_meta(self, step: int | None = None) -> dict[str, Any]:
         """Only the JSON record of ``step`` (default latest): check it before restoring the state."""
+        self.wait()
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"{self.directory}: no checkpoint to read")
@@ -78,6 +98,7 @@ class Checkpoints:
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
         """The state (with the structure and dtypes of ``abstract_state``) and meta of ``step`` (default latest)."""
+        self.wait()
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"{self.directory}: no checkpoint to restore")
@@ -93,4 +114,8 @@ class Checkpoints:
         return restored["state"], dict(restored["meta"])
 
     def close(self) -> None:
-        self._manager.close()
+        """Finishes a write in flight and releases the manager."""
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
