@@ -7,16 +7,16 @@ A checkpoint holds two items:
 * ``meta`` — JSON: the data position (epoch, batch in epoch), the config the run was started
   with and the dataset's cache key, so a resumed run can refuse a changed setup.
 
-Saves run in the background by default (Orbax's asynchronous checkpointing): :meth:`Checkpoints.save`
-returns once the state is copied off the devices, and the files are written while training goes
-on (a sweep of thirty 8x512 models writes 2.2 GB per checkpoint, ~4 s on an H100 machine, during
-which training used to stop; on the 2-core CPU, ten 8x512 models for 408 steps with a checkpoint
-every 100 took 134 s instead of 151 s). Orbax writes each step into a temporary directory and renames it
-when complete, so a kill mid-write leaves the previous checkpoints intact and the latest
-*complete* step is restored: a run killed within a write resumes from the checkpoint before
-(training is deterministic, so it ends the same). Every read (:meth:`Checkpoints.latest_step`,
-:meth:`Checkpoints.restore`, ...) and :meth:`Checkpoints.close` first waits for a write in
-flight. ``background=False`` saves synchronously.
+Saves run in the background by default (Orbax's asynchronous checkpointing):
+:meth:`Checkpoints.save` returns once the state is copied off the devices, and the files are
+written while training goes on (a sweep of thirty 8x512 models writes 2.2 GB per checkpoint, ~4 s
+on an H100 machine, during which training used to stop; on the 2-core CPU, ten 8x512 models for 408
+steps with a checkpoint every 100 took 134 s instead of 151 s). Orbax writes each step into a
+temporary directory and renames it when complete, so a kill mid-write leaves the previous
+checkpoints intact and the latest *complete* step is restored: a run killed within a write resumes
+from the checkpoint before (training is deterministic, so it ends the same). Every read
+(:meth:`Checkpoints.latest_step`, :meth:`Checkpoints.restore`, ...) and :meth:`Checkpoints.close`
+first waits for a write in flight. ``background=False`` saves synchronously.
 """
 
 from __future__ import annotations
