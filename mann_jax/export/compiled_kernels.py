@@ -177,23 +177,13 @@ def _gating(h1: np.ndarray, gidx: np.ndarray, g0: np.ndarray, g1: np.ndarray, g2
         a[i] = h1[gidx[i]]
     a[m] = 1
     for g in (g0, g1):
-        n_in, n_out = g.shape
-        for o in range(n_out):
-            b[o] = 0
-        for i in range(n_in):
-            ai = a[i]
-            for o in range(n_out):
-                b[o] += ai * g[i, o]
+        n_out = g.shape[1]
+        _dense_product(g, a, b[:n_out])
         _elu(b[:n_out])
         a[:n_out] = b[:n_out]
         a[n_out] = 1
-    n_in, k = g2.shape
-    for o in range(k):
-        omega[o] = 0
-    for i in range(n_in):
-        ai = a[i]
-        for o in range(k):
-            omega[o] += ai * g2[i, o]
+    k = g2.shape[1]
+    _dense_product(g2, a, omega)
     top = omega[0]
     for o in range(1, k):
         top = max(top, omega[o])
