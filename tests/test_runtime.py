@@ -298,60 +298,53 @@ def test_compiled_csr_kernel_is_vectorised_with_gathers():
     assert "vgatherdps" in asm or "vpgatherdd" in asm
 
 
-def _run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
-
-
-def test_numpy_runtime_without_numba_falls_back_to_scipy(setup, tmp_path):
-    """numba made unimportable in a fresh interpreter: the default runtime runs scipy's CSR and equals the model."""
+def _steps_in_a_fresh_interpreter(setup: dict[str, Any], tmp_path: Path, preamble: str, checks: str) -> np.ndarray:
+    """The unstructured model's outputs on ``setup["x"]`` from a ``NumpyRuntime`` built in a new Python
+    process: ``preamble`` runs before anything is imported, ``checks`` after ``rt = NumpyRuntime(model)``."""
     from mann_jax.export.compact import save_compact
 
     save_compact(setup["compact"]["unstructured"], tmp_path / "m.npz")
     np.save(tmp_path / "x.npy", setup["x"])
     code = (
-        "import sys\n"
-        "sys.modules['numba'] = None\n"
+        f"{preamble}"
         "import numpy as np\n"
         "from mann_jax.export.compact import load_compact\n"
         "from mann_jax.export.runtime import NumpyRuntime\n"
         f"model = load_compact({str(tmp_path / 'm.npz')!r})\n"
         "rt = NumpyRuntime(model)\n"
-        "assert rt.sparse_impl == 'scipy' and rt.compiled_frame is None, rt.sparse_impl\n"
-        "try:\n"
-        "    NumpyRuntime(model, compiled=True)\n"
-        "    raise SystemExit('compiled=True without numba did not raise')\n"
-        "except ImportError:\n"
-        "    pass\n"
+        f"{checks}"
         f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
         f"np.save({str(tmp_path / 'y.npy')!r}, np.stack([rt.step(r) for r in x]))\n"
     )
-    proc = _run_python(code)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    return np.load(tmp_path / "y.npy")
+
+
+def test_numpy_runtime_without_numba_falls_back_to_scipy(setup, tmp_path):
+    """numba made unimportable in a fresh interpreter: the default runtime runs scipy's CSR and equals the model."""
+    y = _steps_in_a_fresh_interpreter(
+        setup, tmp_path,
+        preamble="import sys\nsys.modules['numba'] = None\n",
+        checks=("assert rt.sparse_impl == 'scipy' and rt.compiled_frame is None, rt.sparse_impl\n"
+                "try:\n"
+                "    NumpyRuntime(model, compiled=True)\n"
+                "    raise SystemExit('compiled=True without numba did not raise')\n"
+                "except ImportError:\n"
+                "    pass\n"))
     want, _ = setup["ref"]["unstructured"]
-    assert rel_err(np.load(tmp_path / "y.npy"), want) <= 1e-5
+    assert rel_err(y, want) <= 1e-5
 
 
 @needs_numba
 def test_compiled_kernels_work_without_a_writable_cache(setup, tmp_path):
     """No cache location numba can write (a read-only install, no writable home): compiled per process."""
-    from mann_jax.export.compact import save_compact
-
-    save_compact(setup["compact"]["unstructured"], tmp_path / "m.npz")
-    np.save(tmp_path / "x.npy", setup["x"])
-    code = (
-        "import numba.core.caching as caching\n"
-        "caching.CacheImpl._locator_classes = []  # numba finds no cache location it can write\n"
-        "import numpy as np\n"
-        "from mann_jax.export import compiled_kernels\n"
-        "assert type(compiled_kernels._frame._cache).__name__ == 'NullCache'\n"
-        "from mann_jax.export.compact import load_compact\n"
-        "from mann_jax.export.runtime import NumpyRuntime\n"
-        f"rt = NumpyRuntime(load_compact({str(tmp_path / 'm.npz')!r}))\n"
-        "assert rt.sparse_impl == 'numba', rt.sparse_impl\n"
-        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
-        f"np.save({str(tmp_path / 'y.npy')!r}, np.stack([rt.step(r) for r in x]))\n"
-    )
-    proc = _run_python(code)
-    assert proc.returncode == 0, proc.stderr
+    y = _steps_in_a_fresh_interpreter(
+        setup, tmp_path,
+        preamble=("import numba.core.caching as caching\n"
+                  "caching.CacheImpl._locator_classes = []  # numba finds no cache location it can write\n"
+                  "from mann_jax.export import compiled_kernels\n"
+                  "assert type(compiled_kernels._frame._cache).__name__ == 'NullCache'\n"),
+        checks="assert rt.sparse_impl == 'numba', rt.sparse_impl\n")
     want, _ = setup["ref"]["unstructured"]
-    assert rel_err(np.load(tmp_path / "y.npy"), want) <= 1e-5
+    assert rel_err(y, want) <= 1e-5
