@@ -3,8 +3,8 @@
   python -m experiments.bench_select [--models 1] [--n 5550000]
 
 Times the mask of the ``k`` lowest of ``--n`` scores (default: the 8x512 model's 5.55 M expert
-weights), for ``--models`` models vmapped (a sweep's levels), with 1, 2, 4 and 8 bits fixed per
-pass, on this machine's default device. :data:`~mann_jax.pruning.scoring.RADIX_BITS` picks the
+weights), for ``--models`` models vmapped (a sweep's levels), with 1, 2, 4, 8 and 16 bits fixed
+per pass, on this machine's default device. :data:`~mann_jax.pruning.scoring.RADIX_BITS` picks the
 width per backend from these figures. Last line: JSON with every figure.
 """
 

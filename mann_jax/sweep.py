@@ -663,14 +663,6 @@ TABLE_COLUMNS: tuple[str, ...] = ("name", "level", "seed", "actual_sparsity", "n
                                   "size_mb", "mflops", "train_loss", "val_loss")
 
 
-def pruned_entries(masks: Any) -> tuple[jax.Array, jax.Array]:
-    """``(pruned, entries)`` counted over the full-shape masks of ONE model (int32 scalars; a scalar
-    ``True`` leaf stands for a leaf that is not pruned and is not counted)."""
-    shaped = [m for m in jax.tree.leaves(masks) if m.ndim]
-    pruned = sum((m.size - jnp.sum(m, dtype=jnp.int32) for m in shaped), jnp.int32(0))
-    return pruned, jnp.int32(sum(m.size for m in shaped))
-
-
 def _full_masks(params: Any, masks: Any) -> Any:
     """Masks broadcast to their parameters' shapes (the accounting wants full shapes)."""
     return jax.tree.map(lambda p, m: np.broadcast_to(np.asarray(m), np.shape(p)), params, masks)
@@ -918,7 +910,7 @@ def run_sweep(
         return pruning.find_pruning_state(state.opt_state).masks
 
     def pruned_entries_of_state(state: Any) -> tuple[jax.Array, jax.Array]:
-        return pruned_entries(select_masks(state))
+        return pruning.pruned_entries(select_masks(state))
 
     def gating_summary_of_state(state: Any, rows: jax.Array) -> dict[str, jax.Array]:
         return gating_summary(fns, state.params, rows)

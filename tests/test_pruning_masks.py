@@ -27,6 +27,7 @@ from mann_jax.pruning import (
     prunable_paths,
     prune,
     pruned_count,
+    pruned_entries,
     sparsity_report,
     with_target_sparsity,
 )
@@ -410,6 +411,9 @@ def test_sparsity_report_on_params_and_masks():
     assert sparsity_report(params, EXPERTS_AND_GATING)["overall"] == 8 / 12
     masks = {"gating": {"layer0": {"kernel": np.bool_(True)}}, "layer0": {"alpha": np.array([True, False])}}
     assert sparsity_report(masks) == {"layer0/alpha": 0.5, "overall": 0.5}
+    # The traceable count (run on the devices by sweeps) agrees with the host report.
+    pruned, entries = jax.jit(pruned_entries)(masks)
+    assert (int(pruned), int(entries)) == (1, 2)
 
 
 def test_default_filter_selects_expert_matrices_only():

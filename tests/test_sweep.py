@@ -187,7 +187,7 @@ def test_per_model_statistics_are_computed_per_model_for_every_runner(strategy):
                                devices=jax.devices()[:1], x=np.zeros((4, 480), np.float32),
                                y=np.zeros((4, 363), np.float32))
     held = runner.put({"masks": masks})
-    pruned, entries = runner.per_model(held, lambda s: sweep.pruned_entries(s["masks"]))
+    pruned, entries = runner.per_model(held, lambda s: pruning.pruned_entries(s["masks"]))
     want = [(~masks["w"][i]).sum() + (~masks["v"][i]).sum() for i in range(3)]
     np.testing.assert_array_equal(pruned, want)
     np.testing.assert_array_equal(entries, [27, 27, 27])

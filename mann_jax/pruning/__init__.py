@@ -1,7 +1,7 @@
 """Pruning for MANN training: an optax wrapper with masks in the optimizer state.
 
 * :mod:`~mann_jax.pruning.masks`: :func:`prune` (the wrapper), :class:`PruningState`,
-  :func:`with_target_sparsity`, :func:`sparsity_report`.
+  :func:`with_target_sparsity`, :func:`sparsity_report`, :func:`pruned_entries`.
 * :mod:`~mann_jax.pruning.schedules`: sparsity schedules (one-cycle, AGP, linear, cosine,
   one-shot, iterative) and :func:`make_schedule`.
 * :mod:`~mann_jax.pruning.scoring`: the score registry and exact-count selection.
@@ -22,6 +22,7 @@ from mann_jax.pruning.masks import (
     path_string,
     prunable_paths,
     prune,
+    pruned_entries,
     sparsity_report,
     with_target_sparsity,
 )

@@ -400,6 +400,15 @@ def magnitude_masks(
     return treedef.unflatten(out)
 
 
+def pruned_entries(masks: Any) -> tuple[jax.Array, jax.Array]:
+    """``(pruned, entries)`` over the full-shape masks of ONE model, as int32 scalars: the overall
+    count of :func:`sparsity_report` for a masks tree, but traceable, so it runs where the masks live
+    (a scalar ``True`` leaf stands for a leaf that is not pruned and is not counted)."""
+    shaped = [m for m in jax.tree.leaves(masks) if m.ndim]
+    pruned = sum((m.size - jnp.sum(m, dtype=jnp.int32) for m in shaped), jnp.int32(0))
+    return pruned, jnp.int32(sum(m.size for m in shaped))
+
+
 def sparsity_report(tree: Any, prunable: PrunableFn | str | None = None) -> dict[str, float]:
     """Fraction of zeros among prunable weights, overall and per leaf (host-side, for logging).
 
