@@ -260,6 +260,17 @@ def test_load_params_from_checkpoint_and_shape_mismatch(trained, tmp_path):
         load_params(workdir, ModelFunctions.of(build_model(other, seed=0)))
     with pytest.raises(CheckpointError, match="no such checkpoint folder"):
         load_params(tmp_path / "nothing", result.fns)
+    # A damaged checkpoint (every file of its state garbled) names its folder.
+    import shutil
+
+    damaged = tmp_path / "damaged" / "checkpoints"
+    shutil.copytree(workdir / "checkpoints", damaged)
+    step_dir = max(damaged.glob("[0-9]*"), key=lambda p: int(p.name))
+    for f in (step_dir / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=rf"checkpoints/{step_dir.name}: cannot restore checkpoint"):
+        load_params(damaged, result.fns)
 
 
 _RESAVE_ON_FOUR_DEVICES = """
