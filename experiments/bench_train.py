@@ -4,7 +4,9 @@
 
 Measured in the same run: the jitted JAX step (AdamWR, dropout, both formulations), the machine's
 float32 matmul peak and the step-time floor it implies, and, if torch is installed, the same step
-written in plain PyTorch eager mode. Prints a table and, as the last line, JSON with every figure.
+written in plain PyTorch eager mode, all timed in interleaved rounds (the lowest round median of each
+is reported: the machine is shared, and a busy period then falls on every candidate alike). Prints a
+table and, as the last line, JSON with every figure.
 Targets: JAX >= 2x the PyTorch eager step; JAX step within 3x of the matmul floor. PyTorch is timed
 with three formulations (blend, as a direct port of the original; mix with einsum; mix as one
 matmul over the stacked experts, as the JAX model computes it) and compared at its fastest.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,10 +34,13 @@ import numpy as np
 from absl import app, flags
 
 from configs import default
+from experiments.timing import timed_rounds
 from mann_jax.data import layout
 from mann_jax.train import ModelFunctions, build_model, init_state, make_optimizer, make_train_step
 
-_STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per measurement.")
+_STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per measurement (a fifth of that for the slow blend "
+                              "formulations and the matmul peak), spread over --rounds interleaved rounds.")
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds (the lowest round median is reported).")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Batch size.")
 _ROWS = 4096  # rows of random normalised data to draw batches from
 
@@ -50,12 +56,11 @@ def _time(fn, steps: int) -> float:
     return float(np.median(times))
 
 
-def matmul_peak_gflops(n: int = 2048, steps: int = 10) -> float:
-    """float32 GFLOP/s of a large jitted matmul: this machine's practical peak."""
+def matmul_fn(n: int = 2048) -> Callable[[int], None]:
+    """One jitted ``n x n`` float32 matmul (``2 n^3`` FLOPs): this machine's practical matmul peak."""
     a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
     f = jax.jit(lambda x: x @ x)
-    seconds = _time(lambda: f(a).block_until_ready(), steps)
-    return 2 * n**3 / seconds / 1e9
+    return lambda i: f(a).block_until_ready()
 
 
 def memory_bandwidth_gbs(nbytes: int, steps: int = 10) -> float:
@@ -93,7 +98,10 @@ def step_flops(config, batch: int) -> float:
     return 3 * 2 * weights * batch
 
 
-def jax_step_seconds(config, formulation: str, batch: int, steps: int) -> float:
+def jax_step_fn(config, formulation: str, batch: int) -> Callable[[int], None]:
+    """Call ``i``: one jitted JAX training step (AdamWR, dropout) of the model in ``formulation`` on
+    the ``i % 8``-th of eight fixed batches."""
+    config = config.copy_and_resolve_references()
     config.model.formulation = formulation
     fns = ModelFunctions.of(build_model(config.model, seed=0))
     tx = make_optimizer(config.train, n_batches=_ROWS // batch)
@@ -103,18 +111,18 @@ def jax_step_seconds(config, formulation: str, batch: int, steps: int) -> float:
     x = jnp.asarray(rng.normal(size=(_ROWS, layout.INPUT_DIM)), jnp.float32)
     y = jnp.asarray(rng.normal(size=(_ROWS, layout.OUTPUT_DIM)), jnp.float32)
     rows = [jnp.asarray(rng.integers(0, _ROWS, batch), jnp.int32) for _ in range(8)]
-    holder = {"state": state, "i": 0}
+    holder = {"state": state}
 
-    def one():
-        holder["state"], m = step(holder["state"], x, y, rows[holder["i"] % 8])
-        holder["i"] += 1
+    def one(i: int) -> None:
+        holder["state"], m = step(holder["state"], x, y, rows[i % 8])
         m["loss"].block_until_ready()
 
-    return _time(one, steps)
+    return one
 
 
-def torch_step_seconds(config, batch: int, steps: int, formulation: str) -> float | None:
-    """The same MANN step in plain PyTorch eager mode (Adam), or None without torch.
+def torch_step_fn(config, batch: int, formulation: str) -> Callable[[int], None] | None:
+    """The same MANN step in plain PyTorch eager mode (Adam) on a random batch (the call number is
+    ignored), or None without torch.
 
     ``formulation="blend"`` blends the expert weights per sample, as the original code and a direct
     port do; ``"mix"`` mixes the expert outputs with einsum; ``"mix-matmul"`` mixes them as the JAX
@@ -127,23 +135,26 @@ def torch_step_seconds(config, batch: int, steps: int, formulation: str) -> floa
         return None
     torch.manual_seed(0)
     device = torch_device()
-    torch.set_default_device(device)
     torch.backends.cuda.matmul.allow_tf32 = False
-    k = config.model.n_experts
-    sizes = [layout.INPUT_DIM, *config.model.hidden_sizes, layout.OUTPUT_DIM]
-    gsizes = [len(layout.GATING_INDICES), config.model.gating_hidden, config.model.gating_hidden, k]
-    alphas = [torch.nn.Parameter(torch.randn(k, i, o) * 0.01) for i, o in zip(sizes[:-1], sizes[1:])]
-    betas = [torch.nn.Parameter(torch.zeros(k, o)) for o in sizes[1:]]
-    gating = [torch.nn.Linear(i, o) for i, o in zip(gsizes[:-1], gsizes[1:])]
-    params = alphas + betas + [p for g in gating for p in g.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-4)
-    drop = torch.nn.Dropout(1 - config.model.keep_prob)
-    gidx = torch.tensor(layout.GATING_INDICES)
-    x = torch.randn(_ROWS, layout.INPUT_DIM)
-    y = torch.randn(_ROWS, layout.OUTPUT_DIM)
+    torch.set_default_device(device)  # for building the model only
+    try:
+        k = config.model.n_experts
+        sizes = [layout.INPUT_DIM, *config.model.hidden_sizes, layout.OUTPUT_DIM]
+        gsizes = [len(layout.GATING_INDICES), config.model.gating_hidden, config.model.gating_hidden, k]
+        alphas = [torch.nn.Parameter(torch.randn(k, i, o) * 0.01) for i, o in zip(sizes[:-1], sizes[1:])]
+        betas = [torch.nn.Parameter(torch.zeros(k, o)) for o in sizes[1:]]
+        gating = [torch.nn.Linear(i, o) for i, o in zip(gsizes[:-1], gsizes[1:])]
+        params = alphas + betas + [p for g in gating for p in g.parameters()]
+        opt = torch.optim.Adam(params, lr=1e-4)
+        drop = torch.nn.Dropout(1 - config.model.keep_prob)
+        gidx = torch.tensor(layout.GATING_INDICES)
+        x = torch.randn(_ROWS, layout.INPUT_DIM)
+        y = torch.randn(_ROWS, layout.OUTPUT_DIM)
+    finally:
+        torch.set_default_device("cpu")
 
-    def one():
-        idx = torch.randint(0, _ROWS, (batch,))
+    def one(i: int) -> None:
+        idx = torch.randint(0, _ROWS, (batch,), device=device)
         xb, yb = x[idx], y[idx]
         g = xb[:, gidx]
         for i, lin in enumerate(gating):
@@ -169,10 +180,7 @@ def torch_step_seconds(config, batch: int, steps: int, formulation: str) -> floa
         if device == "cuda":
             torch.cuda.synchronize()  # time the work, not its queueing
 
-    try:
-        return _time(one, steps)
-    finally:
-        torch.set_default_device("cpu")
+    return one
 
 
 def torch_device() -> str:
@@ -186,18 +194,24 @@ def main(argv: list[str]) -> None:
     del argv
     config = default.get_config()
     batch, steps = _BATCH.value, _STEPS.value
-    peak = matmul_peak_gflops()
     flops = step_flops(config, batch)
-    floor = flops / (peak * 1e9)
     n_params = parameter_count(config)
     bandwidth = memory_bandwidth_gbs(3 * 4 * n_params)  # parameter + moments: the state the update streams
     memory_floor = step_bytes(n_params) / (bandwidth * 1e9)
-    mix = jax_step_seconds(config, "mix", batch, steps)
-    blend = jax_step_seconds(config, "blend", batch, max(5, steps // 5))
-    auto = min(mix, blend) if batch > 1 else blend
-    torch_mix = torch_step_seconds(config, batch, steps, "mix")
-    torch_blend = torch_step_seconds(config, batch, max(5, steps // 5), "blend")
-    torch_matmul = torch_step_seconds(config, batch, steps, "mix-matmul")
+    fns = {"matmul": matmul_fn(), "jax_mix": jax_step_fn(config, "mix", batch),
+           "jax_blend": jax_step_fn(config, "blend", batch)}
+    for formulation in ("mix", "blend", "mix-matmul"):
+        fn = torch_step_fn(config, batch, formulation)
+        if fn is not None:
+            fns[f"torch_{formulation}"] = fn
+    rounds = _ROUNDS.value
+    per_round = max(1, steps // rounds)
+    calls = {name: max(1, per_round // 5) if "blend" in name or name == "matmul" else per_round for name in fns}
+    seconds = {name: t.best for name, t in timed_rounds(fns, calls, rounds=rounds).items()}
+    peak = 2 * 2048**3 / seconds["matmul"] / 1e9
+    floor = flops / (peak * 1e9)
+    mix, blend = seconds["jax_mix"], seconds["jax_blend"]
+    torch_mix, torch_blend, torch_matmul = (seconds.get(f"torch_{f}") for f in ("mix", "blend", "mix-matmul"))
     torch_s = None if torch_mix is None else min(torch_mix, torch_blend, torch_matmul)
     result = {
         "device": jax.devices()[0].device_kind,
