@@ -60,7 +60,8 @@ Tried and dropped:
   against the second, branch-free pass of :func:`_elu`.
 * Software prefetch (``llvm.prefetch`` through a numba intrinsic) of the values and indices of the
   row 1, 2 or 4 rows ahead: a frame after the caches were flushed 400 -> 373 us, a warm frame
-  151 -> 186 us. Huge pages for the frame's arrays (a madvise'd, 2 MB-aligned buffer): cold frames unchanged.
+  151 -> 186 us. Huge pages for the frame's arrays (a madvise'd, 2 MB-aligned buffer): cold
+  frames unchanged.
 
 Why the rest of the frame is compiled too: in numpy the 20-32-32-8 gating network's ~16 calls
 cost 13-14 us per frame (call overhead; compiled 1.6 us), and one call per frame replaces the
