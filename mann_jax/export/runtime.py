@@ -99,10 +99,11 @@ targets in numpy.
 The benchmark now reports the steady state (every frame timed alone; the lowest median of
 interleaved 50-frame rounds, :mod:`experiments.timing`) and, separately, cold frames (after the
 caches were flushed). Six runs of that (2026-11-23): unstructured 4.6-5.3x faster than the dense
-frame (143-147 us in the three runs that kept the times) and 1.45-1.60x its floor; structured 18.4-22.6x and 0.47-0.58x: both targets met. Medians
-over all frames, which include the busy periods of the shared machine: unstructured 153-226 us
-(1.6-2.3x its floor). Cold frames: unstructured 3.2-4.1x faster than dense but 4.7-6.0x its floor,
-structured 6.4-7.2x and 3.8-5.0x (the weights come from DRAM at 5-13 GB/s).
+frame (143-147 us in the three runs that kept the times) and 1.45-1.60x its floor; structured
+18.4-22.6x and 0.47-0.58x: both targets met. Medians over all frames, which include the busy
+periods of the shared machine: unstructured 153-226 us (1.6-2.3x its floor). Cold frames:
+unstructured 3.2-4.1x faster than dense but 4.7-6.0x its floor, structured 6.4-7.2x and 3.8-5.0x
+(the weights come from DRAM at 5-13 GB/s).
 
 The kernel choice per layer is in ``runtime.kernels`` (batch 1) and ``runtime.batch_kernels``;
 what runs the numpy batch-1 sparse layers (``"numba"``, ``"scipy"``, ``"numpy"``) in
