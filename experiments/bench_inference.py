@@ -19,11 +19,10 @@ says which; ``--numpy_fallback`` also times ``compiled=False`` as backend ``nump
 :class:`~mann_jax.export.runtime.JaxRuntime` and (unless ``--no_onnx``) onnxruntime (``mix`` and
 ``blend`` graphs), plus the original per-frame blend formulation in numpy as a reference.
 Reported: batch-1 latency (microseconds per frame, raw input to raw output) in the steady state
-(the lowest median single frame of interleaved rounds of 50 consecutive frames per configuration;
-the median over all frames is in the JSON) and
-cold (the median frame right after reading twice the last-level cache of other memory, so the
-weights come from DRAM: a controller run once per game frame after the rest of the frame's work),
-batch-``--batch`` throughput (frames/s), speed-ups over the dense model of the same backend, and
+(the lowest median single frame of interleaved rounds of 50 consecutive frames per configuration,
+:mod:`experiments.timing`; the median over all frames is in the JSON) and cold (the median frame
+right after reading twice the last-level cache of other memory, so the weights come from DRAM: a
+controller run once per game frame after the rest of the frame's work), batch-``--batch`` throughput (frames/s), speed-ups over the dense model of the same backend, and
 the memory-traffic floor: bytes of the non-zero weights read per frame over a memory bandwidth
 measured in the same run (a large numpy copy, counting read + write bytes; also ``cfloor``, over a
 copy the size of the dense weights, which stays in the last-level cache). The targets are checked
