@@ -22,11 +22,12 @@ Reported: batch-1 latency (microseconds per frame, raw input to raw output) in t
 (the lowest median single frame of interleaved rounds of 50 consecutive frames per configuration,
 :mod:`experiments.timing`; the median over all frames is in the JSON) and cold (the median frame
 right after reading twice the last-level cache of other memory, so the weights come from DRAM: a
-controller run once per game frame after the rest of the frame's work), batch-``--batch`` throughput (frames/s), speed-ups over the dense model of the same backend, and
-the memory-traffic floor: bytes of the non-zero weights read per frame over a memory bandwidth
-measured in the same run (a large numpy copy, counting read + write bytes; also ``cfloor``, over a
-copy the size of the dense weights, which stays in the last-level cache). The targets are checked
-on the steady-state latency; the cold columns are reported beside them. The last line is JSON.
+controller run once per game frame after the rest of the frame's work), batch-``--batch``
+throughput (frames/s), speed-ups over the dense model of the same backend, and the memory-traffic
+floor: bytes of the non-zero weights read per frame over a memory bandwidth measured in the same
+run (a large numpy copy, counting read + write bytes; also ``cfloor``, over a copy the size of the
+dense weights, which stays in the last-level cache). The targets are checked on the steady-state
+latency; the cold columns are reported beside them. The last line is JSON.
 
 ``--threads`` (default 1: one core per controller, the game setting, and immune to the long
 stalls a multi-threaded BLAS shows at batch 1 when another process holds a core) sets the threads
