@@ -177,6 +177,12 @@ def _any_over(pred: jax.Array, axis_name: str | None) -> jax.Array:
 #: as ``[n, candidates]`` reduced over axis 0 took 4.1 ms. Tried and dropped: bracketing the answer
 #: with a sorted strided sample, then compacting and selecting inside the bracket (about three
 #: passes instead of eight): H100 0.61 / 2.5 ms, no clear gain; on CPU the compaction alone took 75 ms.
+#: Also dropped before measuring (2026-11-23): a stateless warm start for the mask updates — search
+#: first in a band of 2**16 keys just above the lowest score above the already-pruned entries'
+#: -inf (1 + 4 passes). The lowest surviving |w| is an extreme value that sits far below the next
+#: threshold (and drifts down by a step of Adam between updates), so the band missed the answer
+#: already 5 entries above the floor on |N(0, 1)| scores; a band anchored at the previous threshold
+#: would need it in the optimizer state.
 #: Also tried on CPU: numpy's introselect through ``jax.pure_callback`` (20 ms instead of 106 ms for
 #: the global masks alone, but a train step with a mask update only went from 87 to 75 ms at 87 %
 #: sparsity): not worth a host round trip inside the step.
