@@ -153,7 +153,7 @@ def torch_step_fn(config, batch: int, formulation: str) -> Callable[[int], None]
     finally:
         torch.set_default_device("cpu")
 
-    def one(i: int) -> None:
+    def one(_call: int) -> None:  # a random batch each call
         idx = torch.randint(0, _ROWS, (batch,), device=device)
         xb, yb = x[idx], y[idx]
         g = xb[:, gidx]
