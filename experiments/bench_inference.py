@@ -74,13 +74,16 @@ from mann_jax.export.runtime import JaxRuntime, NumpyRuntime, fold  # noqa: E402
 from mann_jax.model import DEFAULT_GATING_INDICES  # noqa: E402
 from mann_jax.pruning.accounting import default_params, global_magnitude_masks  # noqa: E402
 
-_THREADS_FLAG = flags.DEFINE_integer("threads", 1, "Threads for OpenBLAS, XLA and onnxruntime (0: library defaults).")
-_SPARSITY = flags.DEFINE_float("sparsity", 0.9, "Fraction of expert weights (unstructured) / hidden units (structured) removed.")
-_REPEATS = flags.DEFINE_integer("repeats", 600, "Batch-1 frames timed per configuration.")
+_THREADS_FLAG = flags.DEFINE_integer("threads", 1, "Threads for OpenBLAS, XLA and onnxruntime (0: library defaults).",
+                                     lower_bound=0)
+_SPARSITY = flags.DEFINE_float("sparsity", 0.9, "Fraction of expert weights (unstructured) / hidden units "
+                               "(structured) removed, in [0, 1).")
+flags.register_validator("sparsity", lambda v: 0.0 <= v < 1.0, message="--sparsity must be in [0, 1)")
+_REPEATS = flags.DEFINE_integer("repeats", 600, "Batch-1 frames timed per configuration.", lower_bound=1)
 _COLD = flags.DEFINE_integer("cold_frames", 15, "Batch-1 frames timed per configuration right after evicting "
-                             "the caches (0: skip the cold measurement).")
-_BATCH = flags.DEFINE_integer("batch", 256, "Crowd size of the throughput measurement.")
-_BATCH_REPEATS = flags.DEFINE_integer("batch_repeats", 12, "Batch calls timed per configuration.")
+                             "the caches (0: skip the cold measurement).", lower_bound=0)
+_BATCH = flags.DEFINE_integer("batch", 256, "Crowd size of the throughput measurement.", lower_bound=1)
+_BATCH_REPEATS = flags.DEFINE_integer("batch_repeats", 12, "Batch calls timed per configuration.", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 23456, "Weight seed.")
 _NO_ONNX = flags.DEFINE_bool("no_onnx", False, "Skip onnxruntime.")
 _NO_JAX = flags.DEFINE_bool("no_jax", False, "Skip JAX.")

@@ -39,9 +39,11 @@ from mann_jax.data import layout
 from mann_jax.train import ModelFunctions, build_model, init_state, make_optimizer, make_train_step
 
 _STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per measurement (a fifth of that for the slow blend "
-                              "formulations and the matmul peak), spread over --rounds interleaved rounds.")
-_ROUNDS = flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds (the lowest round median is reported).")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Batch size.")
+                              "formulations and the matmul peak), spread over --rounds interleaved rounds.",
+                              lower_bound=1)
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds (the lowest round median is reported).",
+                               lower_bound=1)
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
 _ROWS = 4096  # rows of random normalised data to draw batches from
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from mann_jax.cli import clear_errors
+from mann_jax import cli
 from mann_jax.study import report
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The study's folder (each experiment in <workdir>/<experiment>/).",
@@ -47,4 +47,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(clear_errors(main))
+    cli.run(main)

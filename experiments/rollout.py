@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from mann_jax.cli import clear_errors
+from mann_jax import cli
 from mann_jax.control import render
 from mann_jax.control.rollout import (
     initial_state_from_input,
@@ -170,4 +170,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    app.run(clear_errors(main))
+    cli.run(main)

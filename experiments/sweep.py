@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from mann_jax import sweep
-from mann_jax.cli import clear_errors
+from mann_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sweep.py", "Sweep config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, TensorBoard, table, plot).", required=True)
@@ -72,4 +72,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(clear_errors(main))
+    cli.run(main)

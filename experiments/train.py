@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from mann_jax.cli import clear_errors
+from mann_jax import cli
 from mann_jax.train import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.", lock_config=True)
@@ -34,4 +34,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(clear_errors(main))
+    cli.run(main)

@@ -92,8 +92,8 @@ class Checkpoints:
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         except Exception as e:  # a damaged step folder
-            raise CheckpointError(
-                f"{self.directory / str(step)}: cannot read checkpoint metadata ({type(e).__name__}: {e})") from e
+            raise CheckpointError(f"{self.directory / str(step)}: cannot read checkpoint metadata "
+                                  f"({_short(e)}){self._others(step)}") from e
         return dict(restored["meta"])
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
@@ -109,9 +109,14 @@ class Checkpoints:
                     state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()),
             )
         except Exception as e:  # orbax raises many types for a damaged or mismatched checkpoint
-            raise CheckpointError(
-                f"{self.directory / str(step)}: cannot restore checkpoint ({type(e).__name__}: {e})") from e
+            raise CheckpointError(f"{self.directory / str(step)}: cannot restore checkpoint "
+                                  f"({_short(e)}){self._others(step)}") from e
         return restored["state"], dict(restored["meta"])
+
+    def _others(self, step: int) -> str:
+        """``"; other steps here: ..."`` naming the checkpoints besides ``step`` (what a user can fall back to)."""
+        others = [s for s in self.all_steps() if s != step]
+        return f"; other steps here: {', '.join(map(str, sorted(others)))}" if others else ""
 
     def close(self) -> None:
         """Finishes a write in flight and releases the manager."""
@@ -119,3 +124,13 @@ class Checkpoints:
             self.wait()
         finally:
             self._manager.close()
+
+
+def _short(error: Exception, limit: int = 300) -> str:
+    """``Type: first line of the message``, at most ``limit`` characters (TensorStore's messages carry a
+    whole JSON spec over dozens of lines)."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > limit:
+        first = first[:limit] + "..."
+    return f"{type(error).__name__}: {first}"

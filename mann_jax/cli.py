@@ -12,11 +12,13 @@ import sys
 from typing import Callable
 
 from mann_jax.checkpoint import CheckpointError
+from mann_jax.config_errors import ConfigError
 from mann_jax.data.errors import MotionDataError
 from mann_jax.export.ai4animation import WeightsFormatError
 from mann_jax.train import TrainingError
 
-USER_ERRORS: tuple[type[Exception], ...] = (MotionDataError, CheckpointError, TrainingError, WeightsFormatError)
+USER_ERRORS: tuple[type[Exception], ...] = (MotionDataError, CheckpointError, TrainingError, WeightsFormatError,
+                                             ConfigError)
 
 
 def clear_errors(main: Callable[[list[str]], None], *, also: tuple[type[Exception], ...] = ()
@@ -33,3 +35,36 @@ def clear_errors(main: Callable[[list[str]], None], *, also: tuple[type[Exceptio
             sys.exit(2)
 
     return wrapped
+
+
+def _config_override_message(error: Exception, argv: list[str]) -> str:
+    """One line for an exception ml_collections raised while applying a ``--config.<key>=`` override."""
+    text = str(error.args[0]) if error.args else str(error)
+    for _ in range(3):  # KeyError/AttributeError messages arrive repr'd, sometimes twice
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+            text = text[1:-1].encode().decode("unicode_escape")
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    overrides = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
+    return f"bad --config override ({', '.join(overrides) or 'none given'}): {text}"
+
+
+def run(main: Callable[[list[str]], None], *, also: tuple[type[Exception], ...] = ()) -> None:
+    """``absl.app.run(clear_errors(main, also=also))``, and a ``--config.<key>=`` override that names no
+    key of the config (a typo) or cannot be applied also ends in one line and status 2 (ml_collections
+    raises it while absl parses the flags, before ``main`` starts: a traceback otherwise)."""
+    from absl import app
+
+    started = False
+
+    def tracked(argv: list[str]) -> None:
+        nonlocal started
+        started = True
+        clear_errors(main, also=also)(argv)
+
+    try:
+        app.run(tracked)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        if started:
+            raise
+        print(f"error: {_config_override_message(e, sys.argv)}", file=sys.stderr)
+        sys.exit(2)

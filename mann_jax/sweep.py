@@ -126,6 +126,7 @@ from tqdm.auto import tqdm
 
 from mann_jax import optim, pruning
 from mann_jax.checkpoint import Checkpoints
+from mann_jax.config_errors import ConfigError
 from mann_jax.data.dataset import Dataset
 from mann_jax.metric_writer import MetricWriter
 from mann_jax.pruning import accounting
@@ -136,6 +137,7 @@ from mann_jax.train import (
     batch_order,
     build_model,
     check_checkpoint_setup,
+    check_resume_step,
     gating_scalars,
     gating_summary,
     init_state,
@@ -143,6 +145,7 @@ from mann_jax.train import (
     make_pruning_schedule,
     make_train_step,
     make_training_optimizer,
+    prepare_workdir,
     run_loop,
     training_data,
 )
@@ -163,7 +166,7 @@ RESUMABLE_SWEEP_CHANGES: frozenset[str] = frozenset({
 Step = Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict[str, jax.Array]]]
 
 
-class SweepConfigError(ValueError):
+class SweepConfigError(ConfigError):
     """The ``sweep`` settings are invalid (the message names the setting)."""
 
 
@@ -843,7 +846,7 @@ def run_sweep(
         tqdm.write(memory.describe())
     check_memory(memory)
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    prepare_workdir(workdir)
     config_dict = config.to_dict()
     checkpoints = Checkpoints(workdir / "checkpoints", save_every=int(tc.checkpoint_every_steps),
                               keep=int(tc.keep_checkpoints))
@@ -863,6 +866,7 @@ def run_sweep(
     if not np.all(steps_done == steps_done[0]):
         raise TrainingError(f"{workdir}: the checkpoint's models are at different steps {steps_done.tolist()}")
     start_step = int(steps_done[0])
+    check_resume_step(start_step, total_steps, n_batches, workdir)
     strategy = sc.strategy
     if strategy == "auto" and saved_strategy in STRATEGIES[1:]:
         strategy = saved_strategy  # resume as it ran

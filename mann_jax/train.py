@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -36,7 +37,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from mann_jax import optim, pruning
+from mann_jax import config_errors, optim, pruning
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.data import layout
 from mann_jax.data.dataset import Dataset, build_dataset, cache_key
@@ -318,8 +319,10 @@ def training_data(config: Any, dataset: Dataset | None = None, *, progress: bool
     value either way for a dataset built from ``config.data``.
 
     Raises:
+        ConfigError: a ``train`` or ``pruning`` value out of range (checked before the data is built).
         TrainingError: fewer training rows than one batch.
     """
+    config_errors.check_train(config)
     if dataset is None:
         dataset = build_dataset(config.data, progress=progress)
     x_train, y_train = dataset.arrays("train")
@@ -331,6 +334,34 @@ def training_data(config: Any, dataset: Dataset | None = None, *, progress: bool
     return TrainingData(x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, batch_size=batch_size,
                         n_batches=n_batches, total_steps=int(config.train.epochs) * n_batches,
                         data_key=dataset.cache_key if dataset.cache_key is not None else cache_key(config.data))
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Creates ``workdir`` (and its parents) for a run.
+
+    Raises:
+        TrainingError: ``workdir`` (or a parent) is a file, or cannot be created.
+    """
+    if workdir.exists() and not workdir.is_dir():
+        raise TrainingError(f"{workdir}: --workdir is a file, not a folder")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainingError(f"{workdir}: cannot create the run folder ({e.strerror or e})") from e
+
+
+def check_resume_step(start_step: int, total_steps: int, n_batches: int, workdir: Path) -> None:
+    """Refuses to resume a run that is already past this config's last step (fewer epochs than it
+    ran), before anything in ``workdir`` is rewritten.
+
+    Raises:
+        TrainingError: ``start_step > total_steps``.
+    """
+    if start_step > total_steps:
+        raise TrainingError(
+            f"{workdir}: the run there is at step {start_step} ({start_step / n_batches:g} epochs), past the "
+            f"{total_steps} steps of this config (train.epochs = {total_steps // n_batches}); set train.epochs >= "
+            f"{-(-start_step // n_batches)} to go on, or use a new --workdir")
 
 
 def check_checkpoint_setup(checkpoints: Checkpoints, config_dict: dict[str, Any], data_key: str, workdir: Path,
@@ -406,9 +437,8 @@ def run_loop(
             if not np.all(np.isfinite(mean)):
                 bad = "" if mean.ndim == 0 else " of " + ", ".join(
                     (model_names[i] if model_names else str(i)) for i in np.flatnonzero(~np.isfinite(mean)))
-                raise TrainingError(
-                    f"training diverged at step {done}: loss {mean.tolist()}{bad}; checkpoints up to step "
-                    f"{checkpoints.latest_step()} in {checkpoints.directory} are intact")
+                raise TrainingError(f"training diverged at step {done}: loss {mean.tolist()}{bad}; "
+                                    f"{_kept_checkpoints(checkpoints)}")
             elapsed = time.perf_counter() - window_start
             rate = window_steps * samples_per_step / max(elapsed, 1e-9)
             bar.set_postfix(on_log(done, step_index, mean, rate, state))
@@ -417,10 +447,42 @@ def run_loop(
         if end_of_epoch:
             on_epoch_end(done, epoch, state)
         if checkpoints.should_save(done) or done == total_steps or stopping:
-            checkpoints.save(done, checkpoint_state(state), meta_at(done))
+            to_save = checkpoint_state(state)
+            # A step can turn the weights non-finite while its own loss (computed before the update)
+            # is still finite: never write such a state over the good ones.
+            if not all_finite(to_save):
+                raise TrainingError(f"training diverged by step {done}: non-finite weights or optimizer state; "
+                                    f"{_kept_checkpoints(checkpoints)}")
+            checkpoints.save(done, to_save, meta_at(done))
         if stopping:
             break
     return state, last_loss
+
+
+def all_finite(tree: Any) -> bool:
+    """Whether every floating-point entry of ``tree`` is finite (one device reduction per leaf)."""
+    finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)]
+    return bool(jnp.all(jnp.stack(finite))) if finite else True
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN: a loss with nothing to
+    measure it on, a rate with no step run, is written as null)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+        return None
+    return value
+
+
+def _kept_checkpoints(checkpoints: Checkpoints) -> str:
+    latest = checkpoints.latest_step()
+    if latest is None:
+        return "no checkpoint was written"
+    return f"the checkpoints up to step {latest} in {checkpoints.directory} are intact (resume from them)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,11 +507,14 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
     latest one.
     """
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     tc = config.train
     data = training_data(config, dataset, progress=progress)
+    prepare_workdir(workdir)
     x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
     batch_size, n_batches, total_steps = data.batch_size, data.n_batches, data.total_steps
+    if not len(x_val):
+        logging.getLogger(__name__).warning(
+            "the validation split is empty (too few clips for data.val_fraction): no validation loss")
 
     fns = ModelFunctions.of(build_model(config.model, seed=int(tc.seed)))
     tx = make_training_optimizer(config, n_batches=n_batches, total_steps=total_steps)
@@ -463,6 +528,7 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
     if checkpoints.latest_step() is not None:
         check_checkpoint_setup(checkpoints, config_dict, data_key, workdir)
         state, _ = checkpoints.restore(state)
+    check_resume_step(int(state.step), total_steps, n_batches, workdir)
     (workdir / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
 
     def meta_at(step: int) -> dict[str, Any]:
@@ -537,5 +603,5 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
     if pruned:
         summary["sparsity"] = pruning.sparsity_report(pruning.find_pruning_state(state.opt_state).masks)
         summary["params_sparsity"] = pruning.sparsity_report(state.params)
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (workdir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
     return result

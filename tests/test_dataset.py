@@ -117,7 +117,7 @@ def test_cache_hit_changed_file_and_corrupt_cache(tmp_path):
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="unknown data source"):
+    with pytest.raises(ValueError, match="data.source must be one of"):
         ds.build_dataset(_data_config(source="mocap"), use_cache=False)
     with pytest.raises(ValueError, match="on_bad_clip"):
         ds.build_dataset(_data_config(on_bad_clip="ignore"), use_cache=False)

@@ -6,6 +6,7 @@ within 1e-5 relative (max-norm over the outputs); damaged files must be clear er
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -21,13 +22,14 @@ from flax import nnx
 
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.data.normalisation import Normalisation
-from mann_jax.export.ai4animation import model_from_ai4animation, save_ai4animation
+from mann_jax.export.ai4animation import WeightsFormatError, model_from_ai4animation, save_ai4animation
 from mann_jax.export.compact import (
     ExportFormatError,
     compact_from_params,
     dead_units,
     load_compact,
     save_compact,
+    write_atomically,
 )
 from mann_jax.export.onnx import export_onnx, load_onnx
 from mann_jax.export.runtime import NumpyRuntime
@@ -203,6 +205,72 @@ def test_damaged_compact_files_are_clear_errors(compact_files, tmp_path):
         load_compact(tmp_path / "missing.npz")
 
 
+def test_files_that_are_not_npz_archives_are_named_as_such(tmp_path):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"\x00\xff" * 1000)  # numpy would say "pickled (object) data ... load it unsafely"
+    with pytest.raises(ExportFormatError, match="garbage.npz: not a .npz archive"):
+        load_compact(garbage)
+    text = tmp_path / "notes.npz"
+    text.write_text("not an archive\n")
+    with pytest.raises(ExportFormatError, match="notes.npz: not a .npz archive"):
+        load_compact(text)
+    array = tmp_path / "array.npz"
+    with open(array, "wb") as f:
+        np.save(f, np.zeros(3))  # a .npy array, not an archive
+    with pytest.raises(ExportFormatError, match="array.npz: not a .npz archive"):
+        load_compact(array)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(ExportFormatError, match="empty.npz: empty file"):
+        load_compact(empty)
+
+
+def test_unwritable_export_paths_are_clear_errors_and_leave_nothing_behind(compact_files, tmp_path):
+    model = load_compact(compact_files["structured"])
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for write in (save_compact, export_onnx):
+        with pytest.raises(ExportFormatError, match="folder: cannot write: it is a folder"):
+            write(model, folder)
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for name in ("m.npz", "m.onnx"):
+        write = save_compact if name.endswith(".npz") else export_onnx
+        with pytest.raises(ExportFormatError, match=f"afile/{name}: cannot write: .*afile is not a folder"):
+            write(model, afile / name)
+    if Path("/proc/self").is_dir():  # a place nothing can be created in, even as root
+        with pytest.raises(ExportFormatError, match="/proc/m.npz: cannot write"):
+            save_compact(model, "/proc/m.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder"] and not any(folder.iterdir())
+    assert afile.read_text() == "keep me"
+
+
+def test_a_failed_write_keeps_the_earlier_file_and_leaves_no_temporary(compact_files, tmp_path):
+    good = tmp_path / "m.npz"
+    save_compact(load_compact(compact_files["structured"]), good)
+    before = good.read_bytes()
+
+    def disk_full(f: Any) -> None:
+        f.write(b"half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(ExportFormatError, match="m.npz: cannot write: No space left on device"):
+        write_atomically(good, disk_full)
+    assert good.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_exported_files_follow_the_umask(compact_files, tmp_path):
+    model = load_compact(compact_files["structured"])
+    old = os.umask(0o027)
+    try:
+        npz = save_compact(model, tmp_path / "m.npz")  # not mkstemp's 0600
+        onnx_file = export_onnx(model, tmp_path / "m.onnx")
+    finally:
+        os.umask(old)
+    assert npz.stat().st_mode & 0o777 == 0o640
+    assert onnx_file.stat().st_mode & 0o777 == 0o640
+
+
 # ----------------------------------------------------------------------------- ONNX
 
 
@@ -256,6 +324,23 @@ def test_ai4animation_round_trip_of_a_pruned_model_is_exact(setup, tmp_path):
         assert np.array_equal(a, b)
     again = save_ai4animation(back, norm, tmp_path / "b")
     assert [p.read_bytes() for p in written] == [p.read_bytes() for p in again]
+
+
+def test_ai4animation_unwritable_folder_is_a_clear_error(setup, tmp_path):
+    fns = setup["fns"]
+    model = nnx.merge(fns.eval_graph, nnx.State(jax.tree.map(jnp.asarray, setup["variants"]["dense"])), fns.rest)
+    afile = tmp_path / "weights"
+    afile.write_text("keep me")
+    with pytest.raises(WeightsFormatError, match="weights: cannot write: it is a file, not a folder"):
+        save_ai4animation(model, setup["norm"], afile)
+    assert afile.read_text() == "keep me"
+    with pytest.raises(WeightsFormatError, match="weights/deeper: cannot write: .*weights is not a folder"):
+        save_ai4animation(model, setup["norm"], afile / "deeper")
+    folder = tmp_path / "bin"
+    (folder / "wc1_w.bin").mkdir(parents=True)  # a file that cannot be replaced, half way through the writing
+    with pytest.raises(WeightsFormatError, match="bin/wc1_w.bin: cannot write: Is a directory"):
+        save_ai4animation(model, setup["norm"], folder)
+    assert not list(folder.glob("*.tmp"))
 
 
 # ----------------------------------------------------------------------------- the export command
@@ -325,6 +410,12 @@ def test_export_command_line(workdir, tmp_path):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["format"] == "compact" and summary["hidden_sizes"] == list(KEEP)
     assert load_compact(tmp_path / "m.npz").hidden_sizes == KEEP
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    proc = subprocess.run(cmd[:-1] + [f"--out={folder}"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and f"error: {folder}: cannot write" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not any(folder.iterdir())
     cmd[3] = f"--checkpoint={tmp_path / 'nowhere'}"
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "error:" in proc.stderr and "nowhere" in proc.stderr

@@ -159,6 +159,12 @@ def test_bad_clip_in_folder_is_reported_and_skipped(dog_clip_paths, tmp_path):
     config.on_bad_clip = "raise"
     with pytest.raises(MotionDataError, match="broken.bvh"):
         build_dataset(config, progress=False, use_cache=False)
+    # A dataset cached by a "skip" run must not hide the bad clip from a "raise" run.
+    config.update(on_bad_clip="skip", cache_dir=str(tmp_path / "cache"))
+    assert "broken.bvh" in build_dataset(config, progress=False).skipped
+    config.on_bad_clip = "raise"
+    with pytest.raises(MotionDataError, match="broken.bvh.*on_bad_clip='raise'"):
+        build_dataset(config, progress=False)
     with pytest.raises(MotionDataError, match="does not exist"):
         build_dataset(_bvh_config(tmp_path / "missing"), use_cache=False)
     (tmp_path / "empty").mkdir()

@@ -273,6 +273,27 @@ def test_empty_workdir_is_an_error(tmp_path):
         report.collect(tmp_path / "absent")
 
 
+def test_unwritable_report_path_is_an_error_and_leaves_nothing_behind(tmp_path):
+    make_experiment(tmp_path, "tradeoff", [finding("sparsity_costs_quality", "supported")])
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(report.ReportWriteError, match=f"{re.escape(str(folder))}: cannot write the report: it is a "
+                                                      "folder"):
+        report.write_report(tmp_path, folder)
+    assert not (tmp_path / "out.tmp").exists() and not any(folder.iterdir())
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    with pytest.raises(FileNotFoundError, match="afile/report.md: cannot write the report: .*afile is not a folder"):
+        report.write_report(tmp_path, afile / "report.md")  # a FileNotFoundError: the command's one-line error
+    assert afile.read_text() == "keep me"
+    earlier = report.write_report(tmp_path)
+    text = earlier.read_text()
+    (tmp_path / "report.md.tmp").mkdir()  # the temporary file cannot be written: the earlier report stays
+    with pytest.raises(report.ReportWriteError, match="report.md: cannot write the report"):
+        report.write_report(tmp_path)
+    assert earlier.read_text() == text
+
+
 def test_cli_end_to_end(tmp_path):
     make_experiment(tmp_path, "tradeoff", [finding("sparsity_costs_quality", "supported")])
     make_experiment(tmp_path, "same_size", [finding("pruned_beats_small_dense", "contradicted")])
@@ -287,6 +308,12 @@ def test_cli_end_to_end(tmp_path):
     assert "experts_keep_roles: not shown (no findings)" in proc.stdout
     assert "warning: could not read" in proc.stderr and "ablation" in proc.stderr
     assert (tmp_path / "report.md").is_file()
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    proc = subprocess.run(cmd + [f"--out={folder}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {folder}: cannot write the report"), proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out.tmp").exists()
 
     empty = tmp_path / "empty"
     empty.mkdir()

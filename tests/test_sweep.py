@@ -17,7 +17,7 @@ from configs import sweep as sweep_config
 from mann_jax import pruning, sweep
 from mann_jax.checkpoint import Checkpoints
 from mann_jax.pruning import accounting
-from mann_jax.train import train
+from mann_jax.train import TrainingError, train
 
 REPO = Path(__file__).resolve().parents[1]
 LEVELS = (0.0, 0.5, 0.8)
@@ -140,6 +140,17 @@ def test_resume_continues_every_level_and_equals_uninterrupted(tmp_path, cache, 
     config.sweep.levels = (0.0, 0.4, 0.8)
     with pytest.raises(Exception, match="different config"):
         sweep.run_sweep(config, tmp_path, progress=False)
+
+
+def test_resuming_with_fewer_epochs_than_ran_is_refused_and_leaves_the_table_alone(tmp_path, cache):
+    config = tiny_config(cache, strategy="vmap")
+    config.train.epochs = 2
+    sweep.run_sweep(config, tmp_path, progress=False)
+    before = (tmp_path / "results.json").read_bytes()
+    config.train.epochs = 1
+    with pytest.raises(TrainingError, match=r"past the .* steps of this config"):
+        sweep.run_sweep(config, tmp_path, progress=False)
+    assert (tmp_path / "results.json").read_bytes() == before
 
 
 def test_results_table_matches_checkpoints_and_outputs_exist(vmap_sweep, cache):

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -140,12 +141,108 @@ def test_resume_refuses_a_different_setup(tmp_path):
         train(config, tmp_path / "run", progress=False)
 
 
-def test_config_typo_is_a_clear_error(tmp_path):
-    cmd = [sys.executable, "-m", "experiments.train", "--config", "configs/default.py", f"--workdir={tmp_path}",
-           "--config.train.epocs=3"]
+@pytest.mark.parametrize("override, says", [
+    ("--config.train.epocs=3", ["--config.train.epocs", "epochs"]),  # a key typo: ml_collections' suggestion
+    ("--config.train.batch_size=-4", ["train.batch_size", ">= 1", "-4"]),  # a value out of range
+])
+def test_config_typo_is_a_clear_error(tmp_path, override, says):
+    cmd = [sys.executable, "-m", "experiments.train", "--config", "configs/default.py", f"--workdir={tmp_path / 'w'}",
+           override]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.returncode != 0
-    assert "epocs" in out.stderr and ("not found" in out.stderr or "KeyError" in out.stderr), out.stderr[-2000:]
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.stderr, out.stderr[-2000:]
+    for word in says:
+        assert word in lines[0], lines[0]
+    assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
+def test_config_values_out_of_range_are_named_before_any_work(tmp_path):
+    from mann_jax.config_errors import ConfigError
+
+    for key, value, name in (("epochs", 0, "train.epochs"), ("batch_size", -4, "train.batch_size"),
+                             ("learning_rate", -1e-3, "train.learning_rate")):
+        config = tiny_config(tmp_path / "cache")
+        config.train[key] = value
+        with pytest.raises(ConfigError, match=name):
+            train(config, tmp_path / f"run_{key}", progress=False)
+        assert not (tmp_path / f"run_{key}").exists()
+    config = tiny_config(tmp_path / "cache")
+    config.data.source = "bhv"
+    with pytest.raises(ConfigError, match="data.source"):
+        train(config, tmp_path / "run_source", progress=False)
+
+
+def test_a_workdir_that_is_a_file_is_a_clear_error(tmp_path):
+    from mann_jax.train import TrainingError
+
+    config = tiny_config(tmp_path / "cache")
+    config.train.epochs = 1
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(TrainingError, match="is a file, not a folder"):
+        train(config, tmp_path / "afile", progress=False)
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_resuming_with_fewer_epochs_than_ran_is_refused_and_leaves_the_run_alone(tmp_path):
+    from mann_jax.train import TrainingError
+
+    config = tiny_config(tmp_path / "cache")
+    config.train.epochs = 2
+    train(config, tmp_path / "run", progress=False)
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("summary.json", "config.json")}
+    config.train.epochs = 1
+    with pytest.raises(TrainingError, match=r"past the .* steps of this config .* train.epochs >= 2"):
+        train(config, tmp_path / "run", progress=False)
+    for name, data in before.items():
+        assert (tmp_path / "run" / name).read_bytes() == data, name
+
+
+def test_run_loop_stops_before_saving_weights_a_step_made_non_finite(tmp_path):
+    # A fake step: the weights turn NaN at step 7 while every reported loss stays finite (the loss of
+    # a step is computed before its update). Saves every 5 steps: 5 is written, 10 must not be.
+    from mann_jax.train import TrainingError, run_loop
+
+    class Bar:
+        def update(self, n):
+            pass
+
+        def set_postfix(self, d):
+            pass
+
+    def step(state, rows):
+        w = state["w"] * (np.nan if int(state["n"]) == 6 else 1.0)
+        return {"w": w, "n": state["n"] + 1}, {"loss": np.float32(1.0)}
+
+    ckpt = Checkpoints(tmp_path / "checkpoints", save_every=5, keep=3, background=False)
+    state = {"w": jnp.ones(4, jnp.float32), "n": jnp.array(0, jnp.int32)}
+    with pytest.raises(TrainingError, match=r"diverged by step 10: non-finite .* up to step 5 .* intact"):
+        run_loop(state, step, start_step=0, total_steps=20, n_batches=20, log_every=100, samples_per_step=1,
+                 rows_for_epoch=lambda e: [None] * 20, checkpoints=ckpt, meta_at=lambda d: {"step": d},
+                 on_log=lambda *a: {}, on_epoch_end=lambda *a: None, bar=Bar())
+    assert ckpt.latest_step() == 5
+    restored, _ = ckpt.restore({"w": jnp.zeros(4, jnp.float32), "n": jnp.array(0, jnp.int32)})
+    np.testing.assert_array_equal(np.asarray(restored["w"]), np.ones(4, np.float32))
+
+
+def test_a_diverging_run_never_checkpoints_non_finite_weights(tmp_path):
+    # The step that makes the weights non-finite still reports the finite loss of the weights before
+    # it; the check before each save must catch the weights themselves.
+    from mann_jax.train import TrainingError
+
+    config = tiny_config(tmp_path / "cache")
+    config.train.update(epochs=4, learning_rate=1e6, checkpoint_every_steps=5, log_every_steps=1000)
+    with pytest.raises(TrainingError, match="diverged") as info:
+        train(config, tmp_path / "run", progress=False)
+    ckpt = Checkpoints(tmp_path / "run" / "checkpoints", save_every=5, keep=2)
+    if ckpt.latest_step() is None:
+        assert "no checkpoint was written" in str(info.value)
+    else:
+        assert f"up to step {ckpt.latest_step()}" in str(info.value)
+        fns = ModelFunctions.of(build_model(config.model, seed=config.train.seed))
+        n_batches = len(build_dataset(config.data, progress=False).arrays("train")[0]) // config.train.batch_size
+        state, _ = ckpt.restore(init_state(fns, make_optimizer(config.train, n_batches=n_batches), seed=0))
+        assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.params))
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
@@ -156,8 +253,12 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     for f in (step_dir / "state").rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match=rf"checkpoints/{step_dir.name}: cannot restore"):
+    with pytest.raises(CheckpointError, match=rf"checkpoints/{step_dir.name}: cannot restore") as info:
         train(config, tmp_path / "run", progress=False)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 700, message  # one line, not TensorStore's whole spec
+    others = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").glob("[0-9]*") if p != step_dir)
+    assert others and f"other steps here: {', '.join(map(str, others))}" in message
 
 
 def test_training_with_one_cycle_pruning_reaches_the_target(tmp_path):

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from mann_jax.config_errors import ConfigError
 from mann_jax.data import layout
 from mann_jax.data.contacts import detect_contacts, estimate_support_height
 from mann_jax.data.errors import MotionDataError
@@ -233,7 +234,8 @@ def assign_splits(names: Sequence[str], *, val_fraction: float, test_fraction: f
     dataset still has a validation set.
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be in [0, 1) with sum < 1")
+        raise ConfigError(f"config data.val_fraction {val_fraction} and data.test_fraction {test_fraction} must be "
+                          "in [0, 1) with a sum < 1")
     n = len(names)
 
     def count(fraction: float) -> int:
@@ -422,20 +424,28 @@ def build_dataset(config: Any, *, progress: bool = True, use_cache: bool = True)
         the returned dataset then carries its :func:`cache_key` (``Dataset.cache_key``).
     """
     if config.source not in SOURCES:
-        raise ValueError(f"unknown data source {config.source!r}; expected one of {SOURCES}")
+        raise ConfigError(f"config data.source must be one of {SOURCES}, got {config.source!r}")
     if config.on_bad_clip not in ("skip", "raise"):
-        raise ValueError(f"on_bad_clip must be 'skip' or 'raise', got {config.on_bad_clip!r}")
+        raise ConfigError(f"config data.on_bad_clip must be 'skip' or 'raise', got {config.on_bad_clip!r}")
     if config.source != "synthetic" and not config.path:
-        raise ValueError(f"data.path must name a folder for source {config.source!r}")
+        raise ConfigError(f"config data.path must name a folder for data.source {config.source!r}")
     path = key = None
     if use_cache:
         key = cache_key(config)  # the only hashing of the input files (the Dataset carries the key)
         path = Path(config.cache_dir or default_cache_dir()) / f"{config.source}-{key}.npz"
         if path.exists():
             try:
-                return dataclasses.replace(_from_npz(path), cache_key=key)
+                cached = _from_npz(path)
             except Exception as e:  # a truncated or foreign file: rebuild rather than trust it
                 log.warning("ignoring unreadable dataset cache %s (%s); rebuilding", path, e)
+            else:
+                # The cache key leaves on_bad_clip out (the rows do not depend on it), so a dataset
+                # cached by a "skip" run answers a "raise" run too: raise for what it skipped.
+                if config.on_bad_clip == "raise" and cached.skipped:
+                    name, reason = next(iter(sorted(cached.skipped.items())))
+                    raise MotionDataError(None, f"{reason} (clip {name}, skipped when the dataset cache was built; "
+                                                "data.on_bad_clip='raise')")
+                return dataclasses.replace(cached, cache_key=key)
     start = time.perf_counter()
     if config.source == "bvh":
         rows, skipped = _rows_from_bvh(config, progress)

@@ -25,6 +25,7 @@ Design choices:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -41,7 +42,7 @@ _NORMALISATION = ("Xmean", "Xstd", "Ymean", "Ystd")
 
 
 class WeightsFormatError(ValueError):
-    """A weights file is missing or malformed: names the file and what was expected."""
+    """A weights file is missing or malformed, or a folder cannot be written: names the file and the problem."""
 
     def __init__(
         self,
@@ -225,12 +226,36 @@ def save_ai4animation(
 
     Returns:
         The paths written.
+
+    Raises:
+        WeightsFormatError: ``folder`` cannot be written (an existing file, a read-only or missing
+            location, a full disk, ...). Each file is written to a temporary file renamed into place,
+            so none is left half written.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise WeightsFormatError(
+            folder, "cannot write: it is a file, not a folder (this format is a folder of .bin files)"
+        )
     written = []
-    for stem, array in weights_from_model(model, normalisation).items():
-        path = folder / f"{stem}.bin"
-        np.ascontiguousarray(array, dtype=_DTYPE).tofile(path)
-        written.append(path)
+    target = folder  # what the error names: the folder, then each file being written
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stem, array in weights_from_model(model, normalisation).items():
+            target = folder / f"{stem}.bin"
+            tmp = folder / f"{stem}.bin.tmp"
+            try:
+                np.ascontiguousarray(array, dtype=_DTYPE).tofile(tmp)
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+            written.append(target)
+    except OSError as e:
+        parent = next((p for p in folder.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            reason = f"{parent} is not a folder"
+        else:
+            reason = e.strerror or str(e)
+        raise WeightsFormatError(target, f"cannot write: {reason}") from None
     return written

@@ -40,13 +40,15 @@ Design choices:
 * **Integrity.** Every array's dtype, shape and SHA-256 are in the header; :func:`load_compact`
   checks them and the structural invariants (CSR index ranges, shapes against the config), and any
   missing, truncated or corrupt file raises :class:`ExportFormatError` naming the file. Writes go
-  to a temporary file renamed into place, so a killed export never leaves a half file.
+  to a temporary file renamed into place (:func:`write_atomically`), so a killed or failed export
+  never leaves a half file; a path that cannot be written is an :class:`ExportFormatError` too.
 * **Numpy only.** This module imports numpy (and, for building from a training checkpoint,
   lazily, the pruning code); loading and the numpy runtime need nothing else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -54,7 +56,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -69,7 +71,8 @@ CSR_BELOW_DENSITY = 0.5
 
 
 class ExportFormatError(ValueError):
-    """An exported model file is missing, truncated, corrupt or of an unknown format; names the file."""
+    """An exported model file is missing, truncated, corrupt, of an unknown format, or cannot be written; names
+    the file."""
 
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
         self.path = os.fspath(path)
@@ -374,9 +377,10 @@ def save_compact(model: CompactModel, path: str | os.PathLike) -> Path:
 
     Returns:
         The path written.
+
+    Raises:
+        ExportFormatError: ``path`` cannot be written (see :func:`write_atomically`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = _arrays_of(model)
     header = {
         "format": FORMAT_NAME,
@@ -389,14 +393,58 @@ def save_compact(model: CompactModel, path: str | os.PathLike) -> Path:
         "metadata": model.metadata,
     }
     blob = np.frombuffer(json.dumps(header, sort_keys=True, default=str).encode("utf-8"), np.uint8)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    return write_atomically(path, lambda f: np.savez(f, header=blob, **arrays))
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_problem(path: Path, error: OSError) -> str:
+    """Why ``path`` cannot be written, in words (the OS error's own text names a temporary file)."""
+    if path.is_dir():
+        return "it is a folder (give a file name)"
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"{parent} is not a folder"
+    return error.strerror or str(error)
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Writes ``path`` through ``write(file)`` on a temporary file beside it, then renames it into place.
+
+    The file gets the permissions of any newly created file (``0o666`` less the umask, not the
+    ``0o600`` of :func:`tempfile.mkstemp`). On failure the temporary file is removed and ``path`` is
+    left as it was.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportFormatError: ``path`` cannot be written (a folder, a missing or read-only location, a full
+            disk, ...); the message names it.
+    """
+    path = Path(path)
+    tmp: str | None = None
     try:
+        if path.is_dir():  # before writing a whole temporary file that cannot be renamed onto it
+            raise ExportFormatError(path, "cannot write: it is a folder (give a file name)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, header=blob, **arrays)
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise ExportFormatError(path, f"cannot write: {_write_problem(path, e)}") from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     return path
 
 
@@ -411,6 +459,12 @@ def load_compact(path: str | os.PathLike) -> CompactModel:
     if not path.is_file():
         raise ExportFormatError(path, "file not found")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if not magic:
+            raise ExportFormatError(path, "empty file (truncated?)")
+        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # numpy would try it as a .npy array or a pickle
+            raise ExportFormatError(path, f"not a .npz archive (a {FORMAT_NAME} file is a zip of .npy arrays)")
         with np.load(path, allow_pickle=False) as z:
             names = set(z.files)
             if "header" not in names:

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mann_jax.export.compact import CompactModel, ExportFormatError
+from mann_jax.export.compact import CompactModel, ExportFormatError, write_atomically
 
 Formulation = Literal["mix", "blend"]
 
@@ -163,18 +163,13 @@ def build_onnx(model: CompactModel, *, formulation: Formulation = "mix",
 
 def export_onnx(model: CompactModel, path: str | os.PathLike, *, formulation: Formulation = "mix",
                 sparse_initializers: bool = True) -> Path:
-    """Writes the controller as an ONNX file (atomically). Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes the controller as an ONNX file (atomically). Returns the path.
+
+    Raises:
+        ExportFormatError: ``path`` cannot be written (see :func:`~mann_jax.export.compact.write_atomically`).
+    """
     data = build_onnx(model, formulation=formulation, sparse_initializers=sparse_initializers).SerializeToString()
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_atomically(path, lambda f: f.write(data))
 
 
 class OnnxRuntime:

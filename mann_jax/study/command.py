@@ -15,10 +15,11 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from mann_jax.cli import clear_errors
+from mann_jax import cli
+from mann_jax.config_errors import check
 from mann_jax.study.results import print_summary
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/study.py:runlocal", "Study config.", lock_config=True)
@@ -34,6 +35,8 @@ def run_experiment(run: Callable[[Any, str], Results], headline: Callable[[Resul
     def main(argv: list[str]) -> None:
         del argv
         logging.set_verbosity(logging.WARNING)
+        eval_split = _CONFIG.value.study.eval_split  # checked before any model trains
+        check(eval_split in ("val", "test"), "study.eval_split", eval_split, "'val' or 'test'")
         res = run(_CONFIG.value, _WORKDIR.value)
         print_summary(res)
         out_dir = Path(_WORKDIR.value) / res["experiment"]
@@ -41,4 +44,4 @@ def run_experiment(run: Callable[[Any, str], Results], headline: Callable[[Resul
         print(json.dumps({"experiment": res["experiment"], "out_dir": str(out_dir), "seconds": res["seconds"],
                           **headline(res), "verdicts": [f["verdict"] for f in res["findings"]]}))
 
-    app.run(clear_errors(main, also=(ValueError,)))  # ValueError: settings the study cannot use
+    cli.run(main, also=(ValueError,))  # ValueError: settings the study cannot use

@@ -18,6 +18,7 @@ a finding naming an unknown conclusion, is reported, never fatal.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -69,6 +70,14 @@ VERDICT_RULE = (
     f"(Welch, one-sided, alpha = {ALPHA}), a trend (Spearman, one-sided, alpha = {ALPHA}) or an "
     "agreement (per-seed similarity, mean ± std against a stated threshold); *inconclusive* when "
     "the numbers show neither the claim nor its opposite.")
+
+
+class ReportWriteError(FileNotFoundError):
+    """The report cannot be written where asked (a folder, a read-only or impossible place); names the path.
+
+    A :class:`FileNotFoundError`, like a workdir with nothing to report, so that the command reports it the
+    same way: one ``error:`` line and status 2.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -542,11 +551,22 @@ def write_report(workdir: str | os.PathLike, path: str | os.PathLike | None = No
 
     Raises:
       FileNotFoundError: no experiment has written results in ``workdir``.
+      ReportWriteError: ``path`` cannot be written (nothing is left behind; an earlier report stays as it was).
     """
     path = Path(path) if path is not None else Path(workdir) / REPORT_FILE
+    if path.is_dir():
+        raise ReportWriteError(f"{path}: cannot write the report: it is a folder (give a file name, "
+                               f"e.g. {path / REPORT_FILE})")
     text = build_report(workdir, relative_to=path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        parent = next((p for p in path.parents if p.exists()), None)
+        reason = f"{parent} is not a folder" if parent is not None and not parent.is_dir() else e.strerror or str(e)
+        raise ReportWriteError(f"{path}: cannot write the report: {reason}") from None
     return path
