@@ -130,3 +130,14 @@ def test_study_command_reports_a_bad_setting_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: config.study.sparse_level 0.7")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("override, says", [("--config.study.eval_split=tset", "config study.eval_split must be"),
+                                            ("--config.study.levels=(0.0,1.5)", "config study.levels must be")])
+def test_study_settings_are_checked_before_any_model_trains(tmp_path, override, says):
+    proc = subprocess.run([sys.executable, "-m", "experiments.tradeoff", "--config", "configs/study.py:toy",
+                           override, "--workdir", str(tmp_path / "w")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {says}"), proc.stderr[-2000:]
+    assert not (tmp_path / "w" / "models").exists()  # refused before training

@@ -35,8 +35,12 @@ def run_experiment(run: Callable[[Any, str], Results], headline: Callable[[Resul
     def main(argv: list[str]) -> None:
         del argv
         logging.set_verbosity(logging.WARNING)
-        eval_split = _CONFIG.value.study.eval_split  # checked before any model trains
-        check(eval_split in ("val", "test"), "study.eval_split", eval_split, "'val' or 'test'")
+        study = _CONFIG.value.study  # settings every experiment reads, checked before any model trains
+        check(study.eval_split in ("val", "test"), "study.eval_split", study.eval_split, "'val' or 'test'")
+        for key in ("levels", "structured_levels"):
+            levels = study.get(key, ())
+            check(all(isinstance(v, (int, float)) and 0 <= v < 1 for v in levels), f"study.{key}", levels,
+                  "sparsity levels in [0, 1)")
         res = run(_CONFIG.value, _WORKDIR.value)
         print_summary(res)
         out_dir = Path(_WORKDIR.value) / res["experiment"]
