@@ -141,6 +141,7 @@ from mann_jax.train import (
     gating_scalars,
     gating_summary,
     init_state,
+    json_safe,
     make_eval_loss,
     make_pruning_schedule,
     make_train_step,
@@ -696,7 +697,9 @@ def write_table(rows: Sequence[dict[str, Any]], workdir: Path, extra: dict[str, 
         writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
         writer.writeheader()
         writer.writerows([{k: r[k] for k in TABLE_COLUMNS} for r in rows])
-    (workdir / "results.json").write_text(json.dumps({**extra, "rows": list(rows)}, indent=2))
+    # JSON has no NaN: a figure with nothing to measure it on (no validation rows, no step run) is null.
+    (workdir / "results.json").write_text(json.dumps(json_safe({**extra, "rows": list(rows)}), indent=2,
+                                                     allow_nan=False))
 
 
 def plot_results(rows: Sequence[dict[str, Any]], path: Path) -> Path:

@@ -151,6 +151,11 @@ def test_resuming_with_fewer_epochs_than_ran_is_refused_and_leaves_the_table_alo
     with pytest.raises(TrainingError, match=r"past the .* steps of this config"):
         sweep.run_sweep(config, tmp_path, progress=False)
     assert (tmp_path / "results.json").read_bytes() == before
+    # Resuming the finished run (no step to run, so no samples/s) still writes strict JSON.
+    config.train.epochs = 2
+    sweep.run_sweep(config, tmp_path, progress=False)
+    table = json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
+    assert table["finished"]
 
 
 def test_results_table_matches_checkpoints_and_outputs_exist(vmap_sweep, cache):
