@@ -7,8 +7,12 @@ skip with a reason when it is absent.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import pytest
 
 #: Where the real dog BVH clips live: ``<repo root>/../shared/data/mann_dog_bvh``.
@@ -47,3 +51,31 @@ def toy_study(tmp_path_factory):
     dataset = build_dataset(config.data, progress=False)
     tradeoff_models(config, workdir, dataset=dataset, progress=False)
     return config, workdir, dataset
+
+
+@pytest.fixture
+def steps_in_a_fresh_interpreter(tmp_path: Path) -> Callable[..., np.ndarray]:
+    """``run(model_path, x, preamble="", checks="", timeout=300)``: ``NumpyRuntime(load_compact(model_path)).step`` over
+    the rows of ``x`` in a new Python process, returned as an array. ``preamble`` runs before anything is
+    imported (e.g. to make a package unimportable), ``checks`` right after ``rt = NumpyRuntime(model)``."""
+
+    def run(model_path: Path, x: np.ndarray, *, preamble: str = "", checks: str = "",
+            timeout: int = 300) -> np.ndarray:
+        np.save(tmp_path / "fresh_x.npy", x)
+        code = (
+            f"{preamble}"
+            "import numpy as np\n"
+            "from mann_jax.export.compact import load_compact\n"
+            "from mann_jax.export.runtime import NumpyRuntime\n"
+            f"model = load_compact({str(model_path)!r})\n"
+            "rt = NumpyRuntime(model)\n"
+            f"{checks}"
+            f"x = np.load({str(tmp_path / 'fresh_x.npy')!r})\n"
+            f"np.save({str(tmp_path / 'fresh_y.npy')!r}, np.stack([rt.step(r) for r in x]))\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr
+        return np.load(tmp_path / "fresh_y.npy")
+
+    return run

@@ -147,24 +147,16 @@ def test_compact_shrinks_structured_and_stores_unstructured_sparsely(setup, comp
     assert list(np.flatnonzero(~d1)) == list(structured.kept_units[1])
 
 
-def test_compact_loads_without_the_training_stack(setup, compact_files, tmp_path):
+def test_compact_loads_without_the_training_stack(setup, compact_files, steps_in_a_fresh_interpreter):
     """numpy alone: jax, flax, optax and orbax are made unimportable in a fresh interpreter."""
-    np.save(tmp_path / "x.npy", setup["x"])
-    code = (
-        "import sys\n"
-        "for m in ('jax', 'jaxlib', 'flax', 'optax', 'orbax', 'orbax.checkpoint', 'chex'):\n"
-        "    sys.modules[m] = None\n"
-        "import numpy as np\n"
-        "from mann_jax.export.compact import load_compact\n"
-        "from mann_jax.export.runtime import NumpyRuntime\n"
-        f"rt = NumpyRuntime(load_compact({str(compact_files['unstructured'])!r}))\n"
-        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
-        f"np.save({str(tmp_path / 'y.npy')!r}, np.stack([rt.step(r) for r in x]))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    y = steps_in_a_fresh_interpreter(
+        compact_files["unstructured"], setup["x"],
+        preamble=("import sys\n"
+                  "for m in ('jax', 'jaxlib', 'flax', 'optax', 'orbax', 'orbax.checkpoint', 'chex'):\n"
+                  "    sys.modules[m] = None\n"),
+        timeout=120)
     want, _ = reference(setup, setup["variants"]["unstructured"])
-    assert rel_err(np.load(tmp_path / "y.npy"), want) <= 1e-5
+    assert rel_err(y, want) <= 1e-5
 
 
 def test_damaged_compact_files_are_clear_errors(compact_files, tmp_path):

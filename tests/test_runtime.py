@@ -6,8 +6,6 @@ the masked (pruned) full-size weights, normalisation and denormalisation include
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,6 @@ from mann_jax.train import ModelFunctions
 
 HIDDEN, EXPERTS = (96, 80), 4
 PRETRAINED = Path(__file__).resolve().parents[1].parent / "shared/data/mann_pretrained"
-REPO = Path(__file__).resolve().parents[1]
 needs_numba = pytest.mark.skipif(not compiled_kernels.AVAILABLE, reason="numba is not installed")
 
 
@@ -298,33 +295,16 @@ def test_compiled_csr_kernel_is_vectorised_with_gathers():
     assert "vgatherdps" in asm or "vpgatherdd" in asm
 
 
-def _steps_in_a_fresh_interpreter(setup: dict[str, Any], tmp_path: Path, preamble: str, checks: str) -> np.ndarray:
-    """The unstructured model's outputs on ``setup["x"]`` from a ``NumpyRuntime`` built in a new Python
-    process: ``preamble`` runs before anything is imported, ``checks`` after ``rt = NumpyRuntime(model)``."""
+def _unstructured_file(setup: dict[str, Any], tmp_path: Path) -> Path:
     from mann_jax.export.compact import save_compact
 
-    save_compact(setup["compact"]["unstructured"], tmp_path / "m.npz")
-    np.save(tmp_path / "x.npy", setup["x"])
-    code = (
-        f"{preamble}"
-        "import numpy as np\n"
-        "from mann_jax.export.compact import load_compact\n"
-        "from mann_jax.export.runtime import NumpyRuntime\n"
-        f"model = load_compact({str(tmp_path / 'm.npz')!r})\n"
-        "rt = NumpyRuntime(model)\n"
-        f"{checks}"
-        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
-        f"np.save({str(tmp_path / 'y.npy')!r}, np.stack([rt.step(r) for r in x]))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return np.load(tmp_path / "y.npy")
+    return save_compact(setup["compact"]["unstructured"], tmp_path / "m.npz")
 
 
-def test_numpy_runtime_without_numba_falls_back_to_scipy(setup, tmp_path):
+def test_numpy_runtime_without_numba_falls_back_to_scipy(setup, tmp_path, steps_in_a_fresh_interpreter):
     """numba made unimportable in a fresh interpreter: the default runtime runs scipy's CSR and equals the model."""
-    y = _steps_in_a_fresh_interpreter(
-        setup, tmp_path,
+    y = steps_in_a_fresh_interpreter(
+        _unstructured_file(setup, tmp_path), setup["x"],
         preamble="import sys\nsys.modules['numba'] = None\n",
         checks=("assert rt.sparse_impl == 'scipy' and rt.compiled_frame is None, rt.sparse_impl\n"
                 "try:\n"
@@ -337,10 +317,10 @@ def test_numpy_runtime_without_numba_falls_back_to_scipy(setup, tmp_path):
 
 
 @needs_numba
-def test_compiled_kernels_work_without_a_writable_cache(setup, tmp_path):
+def test_compiled_kernels_work_without_a_writable_cache(setup, tmp_path, steps_in_a_fresh_interpreter):
     """No cache location numba can write (a read-only install, no writable home): compiled per process."""
-    y = _steps_in_a_fresh_interpreter(
-        setup, tmp_path,
+    y = steps_in_a_fresh_interpreter(
+        _unstructured_file(setup, tmp_path), setup["x"],
         preamble=("import numba.core.caching as caching\n"
                   "caching.CacheImpl._locator_classes = []  # numba finds no cache location it can write\n"
                   "from mann_jax.export import compiled_kernels\n"
