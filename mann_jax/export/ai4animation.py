@@ -35,6 +35,7 @@ import numpy as np
 from flax import nnx
 
 from mann_jax.data.normalisation import Normalisation
+from mann_jax.export.compact import unwritable_reason
 from mann_jax.model import DEFAULT_GATING_INDICES, MANN, Formulation
 
 _DTYPE = np.dtype("<f4")
@@ -252,10 +253,5 @@ def save_ai4animation(
                     tmp.unlink(missing_ok=True)
             written.append(target)
     except OSError as e:
-        parent = next((p for p in folder.parents if p.exists()), None)
-        if parent is not None and not parent.is_dir():
-            reason = f"{parent} is not a folder"
-        else:
-            reason = e.strerror or str(e)
-        raise WeightsFormatError(target, f"cannot write: {reason}") from None
+        raise WeightsFormatError(target, f"cannot write: {unwritable_reason(target, e)}") from None
     return written

@@ -403,14 +403,20 @@ def _umask() -> int:
     return mask
 
 
-def _write_problem(path: Path, error: OSError) -> str:
-    """Why ``path`` cannot be written, in words (the OS error's own text names a temporary file)."""
-    if path.is_dir():
-        return "it is a folder (give a file name)"
+def unwritable_reason(path: Path, error: OSError) -> str:
+    """Why writing ``path`` failed with ``error``, in words: a file where a parent folder should be, else
+    the OS error's own text without its file name (which may be a temporary file's)."""
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         return f"{parent} is not a folder"
     return error.strerror or str(error)
+
+
+def _write_problem(path: Path, error: OSError) -> str:
+    """Why ``path`` cannot be written, in words (:func:`unwritable_reason`, and a folder in its place)."""
+    if path.is_dir():
+        return "it is a folder (give a file name)"
+    return unwritable_reason(path, error)
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
