@@ -33,6 +33,8 @@ from typing import Any
 
 from absl import app, flags
 
+from experiments.timing import timed_rounds
+
 _LEVELS = flags.DEFINE_integer("levels", 10, "K: number of sparsity levels.")
 _ROUNDS = flags.DEFINE_integer("rounds", 6, "Timed rounds per phase (each candidate once per round; min taken).")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Batch size.")
@@ -108,27 +110,29 @@ def main(argv: list[str]) -> None:
             held[name], m = r.step(r.put(stacked), batches[0])
             jax.block_until_ready(m["loss"])
             compile_s[name] = time.perf_counter() - start
-        times: dict[str, list[float]] = {name: [] for name in candidates}
-        for i in range(_ROUNDS.value):
-            for name, r in candidates.items():
-                start = time.perf_counter()
+        def one_step(name: str, r: sweep.Runner) -> Any:
+            def call(i: int) -> None:
                 held[name], m = r.step(held[name], batches[(i + 1) % len(batches)])
                 jax.block_until_ready(m["loss"])
-                times[name].append(time.perf_counter() - start)
-        seq = min(times["single"])
+            return call
+
+        # One step per candidate per round (the first call, the compilation, is timed above).
+        timed = timed_rounds({name: one_step(name, r) for name, r in candidates.items()}, 1,
+                             rounds=_ROUNDS.value, warmup=0)
+        seq = timed["single"].best
         rows = {}
         print(f"[{phase}] {k} x single (sequential, 1 device): {1e3 * seq:.0f} ms per step "
               f"({1e3 * seq / k:.1f} ms per model; first call {compile_s['single']:.1f} s)")
         for name in candidates:
             if name == "single":
                 continue
-            best, med = min(times[name]), float(np.median(times[name]))
+            best, med = timed[name]
             rows[name] = {"ms": round(1e3 * best, 2), "median_ms": round(1e3 * med, 2),
                           "ratio": round(best / seq, 3), "first_call_s": round(compile_s[name], 1)}
             print(f"[{phase}] {name:<14} {1e3 * best:8.0f} ms  ratio {best / seq:5.2f}  "
                   f"(median {1e3 * med:.0f} ms; first call {compile_s[name]:.1f} s)")
         report["phases"][phase] = {"single_ms": round(1e3 * seq / k, 2), "k_single_ms": round(1e3 * seq, 2),
-                                   "k_single_median_ms": round(1e3 * float(np.median(times["single"])), 2),
+                                   "k_single_median_ms": round(1e3 * timed["single"].median, 2),
                                    "strategies": rows}
         del held, candidates
     # What "auto" runs with the default config: its strategy on the devices a sweep gets by default
