@@ -35,8 +35,9 @@ from absl import app, flags
 
 from experiments.timing import timed_rounds
 
-_LEVELS = flags.DEFINE_integer("levels", 10, "K: number of sparsity levels.")
-_ROUNDS = flags.DEFINE_integer("rounds", 6, "Timed rounds per phase (each candidate once per round; min taken).")
+_LEVELS = flags.DEFINE_integer("levels", 10, "K: number of sparsity levels.", lower_bound=1)
+_ROUNDS = flags.DEFINE_integer("rounds", 6, "Timed rounds per phase (each candidate once per round; min taken).",
+                              lower_bound=1)
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Batch size.")
 _HIDDEN = flags.DEFINE_integer("hidden", 512, "Hidden width of the experts.")
 _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "CPU: XLA devices the host is split into for this benchmark "
