@@ -160,15 +160,16 @@ def copy_bandwidth(nbytes: int, repeats: int) -> float:
     return 2 * src.nbytes / best
 
 
-def last_level_cache_bytes() -> int:
-    """Size of the CPU's largest cache (Linux sysfs), 256 MiB where it cannot be read."""
+def last_level_cache_bytes(cache_dir: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+    """Size of the CPU's largest cache (Linux sysfs ``index*/size`` files such as ``266240K``), 256 MiB
+    where none can be read."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     sizes = []
-    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
-        text = f.read_text().strip()
+    for f in cache_dir.glob("index*/size"):
         try:
+            text = f.read_text().strip()
             sizes.append(int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text))
-        except (ValueError, IndexError):
+        except (OSError, ValueError, IndexError):  # unreadable, empty or not a size: not counted
             continue
     return max(sizes, default=256 << 20)
 

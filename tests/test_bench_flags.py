@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("command, flag", [
     ("experiments.bench_train", "--rounds=0"),
+    ("experiments.bench_sweep", "--rounds=0"),
+    ("experiments.bench_sweep", "--levels=0"),
     ("experiments.bench_train", "--steps=0"),
     ("experiments.bench_inference", "--sparsity=1.5"),
     ("experiments.bench_inference", "--sparsity=1"),
@@ -28,3 +30,22 @@ def test_bad_benchmark_flags_are_one_line_errors(command, flag):
     name = flag.split("=")[0]
     assert proc.returncode != 0 and f"flag {name}=" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not proc.stdout.strip()
+
+
+def test_last_level_cache_size_skips_unreadable_sysfs_entries(tmp_path):
+    # The cold measurement sizes its eviction buffer from sysfs: malformed, empty and unreadable
+    # entries are skipped, and with none readable the benchmark falls back to 256 MiB. Run in a
+    # subprocess: importing bench_inference sets thread environment variables for the process.
+    for i, text in enumerate(["48K", "2048K", "260M", "garbage", "", "12Q"]):
+        (tmp_path / "cache" / f"index{i}").mkdir(parents=True)
+        (tmp_path / "cache" / f"index{i}" / "size").write_text(text + "\n")
+    (tmp_path / "cache" / "index9" / "size").mkdir(parents=True)  # a folder where a file should be
+    (tmp_path / "empty").mkdir()
+    code = ("from pathlib import Path\n"
+            "from experiments.bench_inference import last_level_cache_bytes\n"
+            f"print(last_level_cache_bytes(Path({str(tmp_path / 'cache')!r})), "
+            f"last_level_cache_bytes(Path({str(tmp_path / 'empty')!r})))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(260 << 20), str(256 << 20)]
