@@ -36,7 +36,7 @@ from absl import app, flags
 from configs import default
 from experiments.timing import timed_rounds
 from mann_jax.data import layout
-from mann_jax.train import ModelFunctions, build_model, init_state, make_optimizer, make_train_step
+from mann_jax.train import ModelFunctions, build_model, init_state, jit_train_step, make_optimizer, make_train_step
 
 _STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per measurement (a fifth of that for the slow blend "
                               "formulations and the matmul peak), spread over --rounds interleaved rounds.",
@@ -108,7 +108,7 @@ def jax_step_fn(config, formulation: str, batch: int) -> Callable[[int], None]:
     fns = ModelFunctions.of(build_model(config.model, seed=0))
     tx = make_optimizer(config.train, n_batches=_ROWS // batch)
     state = init_state(fns, tx, seed=0)
-    step = jax.jit(make_train_step(fns, tx), donate_argnums=0)
+    step = jit_train_step(make_train_step(fns, tx))
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(_ROWS, layout.INPUT_DIM)), jnp.float32)
     y = jnp.asarray(rng.normal(size=(_ROWS, layout.OUTPUT_DIM)), jnp.float32)

@@ -141,6 +141,7 @@ from mann_jax.train import (
     gating_scalars,
     gating_summary,
     init_state,
+    jit_train_step,
     json_safe,
     make_eval_loss,
     make_pruning_schedule,
@@ -540,7 +541,7 @@ class StackedRunner(Runner):
 
         mapped = jax.shard_map(per_shard, mesh=self.mesh, in_specs=(P(MESH_AXIS), P(), P(), rows_spec),
                                out_specs=(P(MESH_AXIS), P(MESH_AXIS)), check_vma=False)
-        self._step = jax.jit(mapped, donate_argnums=0)
+        self._step = jit_train_step(mapped, platform=self.devices[0].platform)
         self._per_model_fns: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def _pad(self, a: np.ndarray) -> np.ndarray:
@@ -588,7 +589,7 @@ class LoopRunner(Runner):
         self.n_models, self.devices = n_models, list(devices)[:n_models]
         self.per_model_rows = per_model_rows
         self._data = [(jax.device_put(x, d), jax.device_put(y, d)) for d in self.devices]
-        self._step = jax.jit(step, donate_argnums=0)
+        self._step = jit_train_step(step, platform=self.devices[0].platform)
         self._per_model_fns: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def _device(self, i: int) -> int:
