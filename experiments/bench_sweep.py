@@ -6,8 +6,9 @@ The model is the study's (8 experts x 512, batch 32), trained through the sweep'
 (AdamWR + global magnitude masks). Two phases are timed, because the mask update (an exact global
 top-k over 5.5 M weights, every step inside the one-cycle window with ``update_every=1``)
 dominates a pruned step: ``update`` (every timed step recomputes the masks) and ``no_update``
-(outside the window). In each phase, interleaved over ``--rounds`` rounds (min taken: the
-machine is shared and noisy):
+(the steps between updates and outside the window, which a sweep runs through a step compiled
+without the mask update; so does this phase). In each phase, interleaved over ``--rounds`` rounds
+(min taken: the machine is shared and noisy):
 
 * ``single``: K sequential single-model steps on one device (K states, the one jitted step, a
   Python loop: what training the levels one after another costs), reported per step as
@@ -90,7 +91,10 @@ def main(argv: list[str]) -> None:
         plan = sweep.make_plan(config)
         # A long run: every step lies inside the one-cycle window (mask update on each step with
         # update_every=1; with 10**9 only the first, untimed, step updates).
-        tx, tx_vmap = sweep.sweep_optimizers(config, n_batches=_ROWS // _BATCH.value, total_steps=10**7)
+        # The update phase runs the full step; the no-update phase the step compiled without the
+        # mask update, as a sweep's loop runs on the steps that need none.
+        tx, tx_vmap = sweep.sweep_optimizers(config, n_batches=_ROWS // _BATCH.value, total_steps=10**7,
+                                             mask_updates=phase == "update")
         fns, stacked = sweep.initial_state(config, plan, tx)
         step, vstep = make_train_step(fns, tx), make_train_step(fns, tx_vmap)
 

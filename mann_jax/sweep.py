@@ -10,7 +10,9 @@ Design
   (level-major: ``(level_0, seed_0), (level_0, seed_1), ..., (level_1, seed_0), ...``); several
   seeds per level are the second mapped axis, flattened into this one (both are embarrassingly
   parallel, so one flat axis shards over any number of devices). There is no second implementation
-  of the step or of the loop: the loop is :func:`mann_jax.train.run_loop`.
+  of the step or of the loop: the loop is :func:`mann_jax.train.run_loop`. The step is compiled
+  twice, with and without the pruning mask update (same optimizer state); the loop runs the
+  second on every step not due for an update (cheaper on CPU: "Cost" in :mod:`mann_jax.pruning.masks`).
 * **Strategies** (``sweep.strategy``), all giving the same results (tested, to float rounding):
 
   - ``"vmap"``: ``jax.vmap(step, axis_name="level")`` over the models of each device shard (the
@@ -147,6 +149,7 @@ from mann_jax.train import (
     make_pruning_schedule,
     make_train_step,
     make_training_optimizer,
+    mask_update_steps,
     prepare_workdir,
     run_loop,
     training_data,
@@ -483,8 +486,12 @@ class Runner:
         """
         raise NotImplementedError
 
-    def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
-        """One step of every model: ``rows`` ``(B,)`` shared, or ``(M, B)`` one per model."""
+    def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
+        """One step of every model: ``rows`` ``(B,)`` shared, or ``(M, B)`` one per model.
+
+        ``update_masks=False`` runs the step compiled without the pruning mask update (when the
+        runner was given one; :func:`mann_jax.train.run_loop` says when).
+        """
         raise NotImplementedError
 
     def get(self, held: Any) -> Any:
@@ -504,10 +511,13 @@ class StackedRunner(Runner):
         x, y: Training arrays (replicated).
         per_model_rows: Rows are ``(M, B)`` (one data order per model) instead of shared ``(B,)``.
         uneven: ``"pad"`` or ``"error"`` when ``n_models`` does not divide the devices.
+        apply_step, vmap_apply_step: ``step`` and ``vmap_step`` with an optimizer built with
+            ``mask_updates=False``, for :meth:`step` with ``update_masks=False`` (optional).
     """
 
     def __init__(self, strategy: str, *, step: Step, vmap_step: Step, n_models: int, devices: Sequence[jax.Device],
-                 x: np.ndarray, y: np.ndarray, per_model_rows: bool, uneven: str = "pad") -> None:
+                 x: np.ndarray, y: np.ndarray, per_model_rows: bool, uneven: str = "pad",
+                 apply_step: Step | None = None, vmap_apply_step: Step | None = None) -> None:
         if strategy not in ("vmap", "map", "unroll"):
             raise SweepConfigError(f"StackedRunner runs 'vmap', 'map' or 'unroll', not {strategy!r}")
         self.strategy, self.n_models, self.devices = strategy, n_models, list(devices)
@@ -522,6 +532,13 @@ class StackedRunner(Runner):
         self._replicated = NamedSharding(self.mesh, P())
         self._x = jax.device_put(x, self._replicated)
         self._y = jax.device_put(y, self._replicated)
+        self._step = self._program(step, vmap_step)
+        self._apply_step = self._step if apply_step is None else self._program(apply_step, vmap_apply_step or apply_step)
+        self._per_model_fns: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def _program(self, step: Step, vmap_step: Step) -> Callable[..., Any]:
+        """The jitted, sharded step of every model for this strategy."""
+        strategy, per_model_rows = self.strategy, self.per_model_rows
         rows_spec = P(MESH_AXIS) if per_model_rows else P()
         rows_axis = 0 if per_model_rows else None
 
@@ -541,8 +558,7 @@ class StackedRunner(Runner):
 
         mapped = jax.shard_map(per_shard, mesh=self.mesh, in_specs=(P(MESH_AXIS), P(), P(), rows_spec),
                                out_specs=(P(MESH_AXIS), P(MESH_AXIS)), check_vma=False)
-        self._step = jit_train_step(mapped, platform=self.devices[0].platform)
-        self._per_model_fns: dict[Callable[..., Any], Callable[..., Any]] = {}
+        return jit_train_step(mapped, platform=self.devices[0].platform)
 
     def _pad(self, a: np.ndarray) -> np.ndarray:
         if self.padded == self.n_models:
@@ -561,10 +577,10 @@ class StackedRunner(Runner):
         result = self._per_model_fns[fn](held, *jax.device_put(shared, self._replicated))
         return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(result))
 
-    def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
+    def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
         if self.per_model_rows:
             rows = self._pad(np.asarray(rows))
-        held, metrics = self._step(held, self._x, self._y, rows)
+        held, metrics = (self._step if update_masks else self._apply_step)(held, self._x, self._y, rows)
         return held, {"loss": metrics["loss"][: self.n_models]}
 
 
@@ -577,12 +593,14 @@ class LoopRunner(Runner):
         devices: Devices to spread the models over.
         x, y: Training arrays (one copy per device).
         per_model_rows: Rows are ``(M, B)`` instead of shared ``(B,)``.
+        apply_step: ``step`` with an optimizer built with ``mask_updates=False`` (optional; see
+            :meth:`Runner.step`).
     """
 
     strategy = "loop"
 
     def __init__(self, *, step: Step, n_models: int, devices: Sequence[jax.Device], x: np.ndarray,
-                 y: np.ndarray, per_model_rows: bool) -> None:
+                 y: np.ndarray, per_model_rows: bool, apply_step: Step | None = None) -> None:
         if jax.process_count() > 1:
             raise SweepConfigError("the 'loop' strategy runs in one process; use 'vmap', 'map' or 'unroll' "
                                    "on several hosts")
@@ -590,6 +608,8 @@ class LoopRunner(Runner):
         self.per_model_rows = per_model_rows
         self._data = [(jax.device_put(x, d), jax.device_put(y, d)) for d in self.devices]
         self._step = jit_train_step(step, platform=self.devices[0].platform)
+        self._apply_step = self._step if apply_step is None else jit_train_step(apply_step,
+                                                                                platform=self.devices[0].platform)
         self._per_model_fns: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def _device(self, i: int) -> int:
@@ -609,12 +629,13 @@ class LoopRunner(Runner):
         results = [self._per_model_fns[fn](s, *on_device[self._device(i)]) for i, s in enumerate(held)]
         return stack(_gather(results))
 
-    def step(self, held: Any, rows: np.ndarray) -> tuple[Any, dict[str, jax.Array]]:
+    def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
         rows = np.asarray(rows)
+        program = self._step if update_masks else self._apply_step
         new, losses = [], []
         for i, state in enumerate(held):
             x, y = self._data[self._device(i)]
-            state, metrics = self._step(state, x, y, rows[i] if self.per_model_rows else rows)
+            state, metrics = program(state, x, y, rows[i] if self.per_model_rows else rows)
             new.append(state)
             losses.append(jax.device_put(metrics["loss"], self.devices[0]))
         return new, {"loss": jnp.stack(losses)}
@@ -622,13 +643,19 @@ class LoopRunner(Runner):
 
 def make_runner(
     strategy: str, *, step: Step, vmap_step: Step, n_models: int, devices: Sequence[jax.Device], x: np.ndarray,
-    y: np.ndarray, per_model_rows: bool = False, uneven: str = "pad",
+    y: np.ndarray, per_model_rows: bool = False, uneven: str = "pad", apply_step: Step | None = None,
+    vmap_apply_step: Step | None = None,
 ) -> Runner:
-    """The runner of a resolved strategy (``"vmap"``, ``"map"``, ``"unroll"`` or ``"loop"``)."""
+    """The runner of a resolved strategy (``"vmap"``, ``"map"``, ``"unroll"`` or ``"loop"``).
+
+    ``apply_step``/``vmap_apply_step``: the steps without the mask update (see :meth:`Runner.step`).
+    """
     if strategy == "loop":
-        return LoopRunner(step=step, n_models=n_models, devices=devices, x=x, y=y, per_model_rows=per_model_rows)
+        return LoopRunner(step=step, n_models=n_models, devices=devices, x=x, y=y, per_model_rows=per_model_rows,
+                          apply_step=apply_step)
     return StackedRunner(strategy, step=step, vmap_step=vmap_step, n_models=n_models, devices=devices, x=x, y=y,
-                         per_model_rows=per_model_rows, uneven=uneven)
+                         per_model_rows=per_model_rows, uneven=uneven, apply_step=apply_step,
+                         vmap_apply_step=vmap_apply_step)
 
 
 def default_strategy(platform: str) -> str:
@@ -637,13 +664,14 @@ def default_strategy(platform: str) -> str:
 
 
 def time_runner(runner: Runner, held: Any, rows: np.ndarray, *, steps: int) -> tuple[Any, float]:
-    """Seconds per step of ``runner`` (min over ``steps`` timed steps after one warm-up/compile step)."""
-    held, m = runner.step(held, rows)
+    """Seconds per step of ``runner`` (min over ``steps`` timed steps after one warm-up/compile step),
+    for the step most steps run: the one without a mask update."""
+    held, m = runner.step(held, rows, update_masks=False)
     jax.block_until_ready(m["loss"])
     best = math.inf
     for _ in range(steps):
         start = time.perf_counter()
-        held, m = runner.step(held, rows)
+        held, m = runner.step(held, rows, update_masks=False)
         jax.block_until_ready(m["loss"])
         best = min(best, time.perf_counter() - start)
     return held, best
@@ -794,9 +822,10 @@ def _set_target(opt_state: Any, level: float) -> Any:
     return jax.tree.map(fix, opt_state, is_leaf=lambda n: isinstance(n, pruning.PruningState))
 
 
-def sweep_optimizers(config: Any, *, n_batches: int, total_steps: int) -> tuple[Any, Any]:
-    """The sweep's pruned optimizer, without and with the vmap ``axis_name`` (the same transformation)."""
-    kw = dict(n_batches=n_batches, total_steps=total_steps, force_pruning=True)
+def sweep_optimizers(config: Any, *, n_batches: int, total_steps: int, mask_updates: bool = True) -> tuple[Any, Any]:
+    """The sweep's pruned optimizer, without and with the vmap ``axis_name`` (the same transformation);
+    ``mask_updates=False``: the same without the mask update (for the steps that need none)."""
+    kw = dict(n_batches=n_batches, total_steps=total_steps, force_pruning=True, mask_updates=mask_updates)
     return make_training_optimizer(config, **kw), make_training_optimizer(config, axis_name=LEVEL_AXIS, **kw)
 
 
@@ -835,8 +864,12 @@ def run_sweep(
     tx, tx_vmap = sweep_optimizers(config, n_batches=n_batches, total_steps=total_steps)
     fns, stacked = initial_state(config, plan, tx)
     step_plain, step_vmap = make_train_step(fns, tx), make_train_step(fns, tx_vmap)
+    # The same steps without the mask update, for every step that needs none (see run_loop).
+    apply_plain, apply_vmap = (make_train_step(fns, t) for t in sweep_optimizers(
+        config, n_batches=n_batches, total_steps=total_steps, mask_updates=False))
     if wrap_step is not None:
         step_plain, step_vmap = wrap_step(step_plain), wrap_step(step_vmap)
+        apply_plain, apply_vmap = wrap_step(apply_plain), wrap_step(apply_vmap)
     devices = sweep_devices(config)
     platform = devices[0].platform
 
@@ -886,7 +919,8 @@ def run_sweep(
 
     def make(name: str) -> Runner:
         return make_runner(name, step=step_plain, vmap_step=step_vmap, n_models=plan.n_models, devices=devices,
-                           x=x_train, y=y_train, per_model_rows=per_model_rows, uneven=sc.uneven)
+                           x=x_train, y=y_train, per_model_rows=per_model_rows, uneven=sc.uneven,
+                           apply_step=apply_plain, vmap_apply_step=apply_vmap)
 
     if strategy == "auto":
         if calibrating and start_step < total_steps:
@@ -971,7 +1005,7 @@ def run_sweep(
             log_every=int(tc.log_every_steps), samples_per_step=batch_size * plan.n_models,
             rows_for_epoch=rows_for_epoch, checkpoints=checkpoints, meta_at=meta_at, on_log=on_log,
             on_epoch_end=on_epoch_end, bar=bar, checkpoint_state=runner.get, stop_after=stop_after,
-            model_names=plan.names)
+            model_names=plan.names, update_masks_at=mask_update_steps(config, total_steps=total_steps))
     finally:
         bar.close()
         for w in writers.values():

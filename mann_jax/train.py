@@ -124,13 +124,16 @@ def make_pruning_schedule(pruning_config: Any, *, total_steps: int) -> pruning.S
 
 
 def make_training_optimizer(
-    config: Any, *, n_batches: int, total_steps: int, force_pruning: bool = False, axis_name: str | None = None
+    config: Any, *, n_batches: int, total_steps: int, force_pruning: bool = False, axis_name: str | None = None,
+    mask_updates: bool = True,
 ) -> optax.GradientTransformation:
     """AdamWR, wrapped with magnitude pruning when ``config.pruning.target_sparsity > 0``.
 
     ``force_pruning`` wraps even at target 0 (a sweep runs every level, 0 % included, through one
     compiled step; each level's target is then set in its state with
     :func:`mann_jax.pruning.with_target_sparsity`). ``axis_name`` is the vmap axis of such a sweep.
+    ``mask_updates=False``: the same optimizer (same state) without the mask update, for the steps
+    :func:`mask_update_steps` rejects (see :func:`run_loop`).
     """
     tx = make_optimizer(config.train, n_batches=n_batches)
     pc = config.pruning
@@ -151,7 +154,15 @@ def make_training_optimizer(
         update_every=int(pc.update_every),
         seed=int(config.train.seed),
         axis_name=axis_name,
+        mask_updates=mask_updates,
     )
+
+
+def mask_update_steps(config: Any, *, total_steps: int) -> Callable[[int], bool]:
+    """Host-side ``step -> whether the pruning masks are due for an update`` for the pruning of ``config``."""
+    schedule = make_pruning_schedule(config.pruning, total_steps=total_steps)
+    every = int(config.pruning.update_every)
+    return lambda step: schedule.mask_update_due(step, every)
 
 
 def init_state(fns: ModelFunctions, tx: optax.GradientTransformation, *, seed: int) -> TrainState:
@@ -416,6 +427,7 @@ def run_loop(
     checkpoint_state: Callable[[Any], Any] = lambda s: s,
     stop_after: int | None = None,
     model_names: Sequence[str] | None = None,
+    update_masks_at: Callable[[int], bool] | None = None,
 ) -> tuple[Any, np.ndarray | None]:
     """The training loop shared by :func:`train` (one model) and :mod:`mann_jax.sweep` (many).
 
@@ -431,6 +443,10 @@ def run_loop(
     Args:
         stop_after: Stop (after saving a checkpoint) once this many steps ran in this call, e.g. to
             fit a time slot; the run then resumes from ``workdir``.
+        update_masks_at: For pruned training (:func:`mask_update_steps`): the loop then calls
+            ``step(state, rows, update_masks=...)``, True on the steps due for a mask update, so that
+            ``step`` can run a compiled step without the update on all others (cheaper on CPU, see
+            "Cost" in :mod:`mann_jax.pruning.masks`).
 
     Returns:
         The final state and the mean loss of the last logging window (None when no step ran).
@@ -444,7 +460,10 @@ def run_loop(
         if epoch != order_epoch:
             order = rows_for_epoch(epoch)
             order_epoch = epoch
-        state, metrics = step(state, order[b])
+        if update_masks_at is None:
+            state, metrics = step(state, order[b])
+        else:
+            state, metrics = step(state, order[b], update_masks=update_masks_at(step_index))
         window_loss = window_loss + metrics["loss"]
         window_steps += 1
         done = step_index + 1
@@ -586,8 +605,12 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
         if (epoch + 1) % int(tc.histograms_every_epochs) == 0 or done == total_steps:
             writer.write_histograms(done, weight_histograms(st.params))
 
-    def step(st: TrainState, rows: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-        return step_fn(st, x_dev, y_dev, rows)
+    # Pruned: the steps without a mask update run a step compiled without it (run_loop picks).
+    apply_fn = jit_train_step(make_train_step(fns, make_training_optimizer(
+        config, n_batches=n_batches, total_steps=total_steps, mask_updates=False))) if pruned else step_fn
+
+    def step(st: TrainState, rows: jax.Array, update_masks: bool = True) -> tuple[TrainState, dict[str, jax.Array]]:
+        return (step_fn if update_masks else apply_fn)(st, x_dev, y_dev, rows)
 
     bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", disable=not progress,
                dynamic_ncols=True, mininterval=1.0)
@@ -597,7 +620,8 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
             log_every=int(tc.log_every_steps), samples_per_step=batch_size,
             rows_for_epoch=lambda epoch: jnp.asarray(batch_order(len(x_train), batch_size, epoch=epoch,
                                                                   seed=int(tc.seed), shuffle=tc.shuffle)),
-            checkpoints=checkpoints, meta_at=meta_at, on_log=on_log, on_epoch_end=on_epoch_end, bar=bar)
+            checkpoints=checkpoints, meta_at=meta_at, on_log=on_log, on_epoch_end=on_epoch_end, bar=bar,
+            update_masks_at=mask_update_steps(config, total_steps=total_steps) if pruned else None)
     finally:
         bar.close()
         writer.flush()

@@ -491,3 +491,34 @@ def test_prune_inside_make_train_step_reaches_target_exactly(tmp_path):
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert find_pruning_state(restored.opt_state).masks["layer0"]["alpha"].dtype == np.bool_
+
+
+def test_steps_without_mask_update_can_run_the_update_free_transformation():
+    # The loops run prune(..., mask_updates=False) on the steps mask_update_due rejects: on those
+    # steps it must give exactly what the full transformation gives (same state in, same state out),
+    # and on its own it never changes the masks.
+    steps, every = 24, 5
+    sched = make_schedule("one_cycle", start=0.1, end=0.8, total_steps=steps)
+    adam = optim.adamwr(learning_rate=0.05, weight_decay=0.5, n_batches=4, te=2)
+    full = prune(adam, target_sparsity=0.6, schedule=sched, update_every=every)
+    apply_only = prune(adam, target_sparsity=0.6, schedule=sched, update_every=every, mask_updates=False)
+    params = _small_params(0)
+    grads = _random_grads(params, steps, 0)
+    state_full = state_mixed = with_target_sparsity(full.init(params), 0.6)
+    assert jax.tree.structure(apply_only.init(params)) == jax.tree.structure(state_full)
+    p_full = p_mixed = params
+    step_full, step_apply = jax.jit(full.update), jax.jit(apply_only.update)
+    for c in range(steps):
+        g = jax.tree.map(lambda a: a[c], grads)
+        u, state_full = step_full(g, state_full, p_full)
+        p_full = optax.apply_updates(p_full, u)
+        u, state_mixed = (step_full if sched.mask_update_due(c, every) else step_apply)(g, state_mixed, p_mixed)
+        p_mixed = optax.apply_updates(p_mixed, u)
+        jax.tree.map(np.testing.assert_array_equal, (p_mixed, state_mixed), (p_full, state_full))
+    assert 0 < float(np.mean(~np.asarray(state_full.masks["layer0"]["alpha"]))) < 1
+    # Alone, the update-free transformation never prunes.
+    _, state = step_apply(jax.tree.map(lambda a: a[0], grads), with_target_sparsity(apply_only.init(params), 0.6),
+                          params)
+    state = state._replace(count=jnp.asarray(sched.end_step, jnp.int32))
+    _, state = step_apply(jax.tree.map(lambda a: a[1], grads), state, params)
+    assert bool(np.all(np.asarray(state.masks["layer0"]["alpha"])))

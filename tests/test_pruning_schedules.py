@@ -67,6 +67,7 @@ def test_window_placement_and_update_steps():
     np.testing.assert_array_equal(v[14:], 1.0)
     due = np.asarray(sched.is_update_step(jnp.arange(21), 4))
     assert list(np.flatnonzero(due)) == [4, 8, 12, 14]  # every 4th from the start, plus the last
+    assert [c for c in range(21) if sched.mask_update_due(c, 4)] == [4, 8, 12, 14]  # the host's copy
     last = make_schedule("cosine", start=0.0, end=1.0, total_steps=10)
     assert last.end_step == 9 and float(last(9)) == 1.0  # end = 1 is the last step of training
 
@@ -104,3 +105,13 @@ def test_plot_schedules_writes_png_and_svg(tmp_path):
     assert b"<svg" in svg.read_bytes()[:1000]
     with pytest.raises(ValueError, match="png or .svg"):
         plot_schedules(["linear"], tmp_path / "s.jpg")
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(1, 400), st.integers(1, 50))
+def test_host_and_traced_update_steps_agree(a, b, total, every):
+    # The loops pick the compiled step on the host (mask_update_due); the step itself decides with
+    # is_update_step: they must name the same steps.
+    sched = make_schedule("one_cycle", start=min(a, b), end=max(a, b), total_steps=total)
+    traced = np.asarray(sched.is_update_step(jnp.arange(total + 3), every))
+    assert [sched.mask_update_due(c, every) for c in range(total + 3)] == traced.tolist()

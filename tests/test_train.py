@@ -83,6 +83,7 @@ def test_gating_summary_equals_the_coefficients_of_the_full_forward_pass():
     assert set(scalars) == {"gating/entropy", "gating/mean_coefficient/expert_0", "gating/mean_coefficient/expert_1"}
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the copies and the option are XLA:CPU's")
 def test_cpu_train_step_updates_parameters_in_place_without_copies():
     # XLA's default copy insertion copies each donated expert weight the step reads and updates
     # (3 x 8 MB a step for the 8 x 512 model); jit_train_step's options drop those copies, and the

@@ -33,10 +33,16 @@ Design (learnt from jaxpruner, which is not a dependency):
   result, so after ``step`` updates the parameters have sparsity ``schedule(step - 1) * target``
   (changing only on update steps); with ``end = 1`` the last step of training reaches the target.
 * **Cost** (2-core CPU, JAX 0.10, 8x512 model, 5.55 M prunable weights, jitted): a global mask
-  update adds about 80 ms to a ~16 ms batch-32 train step (local: ~65 ms; neuron, n:m: ~1-3 ms); a
-  step without a mask update costs the same as without pruning (within noise). Use
-  ``update_every`` of tens to hundreds of steps for unstructured pruning. Vmapped over 3 levels
-  WITHOUT ``axis_name`` a non-update step took 1.0 s against 66 ms with it.
+  update adds about 80 ms to a ~16 ms batch-32 train step (local: ~65 ms; neuron, n:m: ~1-3 ms).
+  Use ``update_every`` of tens to hundreds of steps for unstructured pruning. Vmapped over 3 levels
+  WITHOUT ``axis_name`` a non-update step took 1.0 s against 66 ms with it. A step whose update
+  branch is compiled in but not taken still cost ~40 % more than a step without pruning on CPU
+  (14.3 against 10.2 ms, measured interleaved): XLA's CPU runtime allocates the temporaries of the
+  whole program, the branch's included (~90 MB), on every run; above glibc's 64 MB per-thread heap
+  that is a fresh mmap each time, and every page the step touches faults in again (~900 faults a
+  step). So the training loops compile a second step with ``mask_updates=False`` (masks applied,
+  never recomputed: 10.4 ms) and run it on every step that :meth:`Schedule.mask_update_due` says
+  needs no update (:func:`mann_jax.train.run_loop`).
 * **Every step**: masked gradients go into the inner optimizer, and the update of a pruned
   weight is replaced by ``-param``, so ``param + update == 0`` exactly after
   ``optax.apply_updates``; this also kills revival through Adam moments or decoupled weight decay.
@@ -183,6 +189,7 @@ def prune(
     update_every: int = 1,
     seed: int = 0,
     axis_name: str | None = None,
+    mask_updates: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """Wraps ``inner`` so that training prunes the model to ``target_sparsity`` (see the module docstring).
 
@@ -199,6 +206,9 @@ def prune(
         update_every: Steps between mask updates inside the window (>= 1).
         seed: Seed of the ``"random"`` criterion.
         axis_name: The ``jax.vmap`` axis name when the step runs vmapped over levels (see above).
+        mask_updates: False builds the same transformation (same state, same masking) without the
+            mask update: for the steps :meth:`Schedule.mask_update_due` says need none, so that
+            their compiled step does not carry the update (see "Cost" in the module docstring).
 
     Returns:
         An optax transformation whose state is a :class:`PruningState`; its ``update`` needs ``params``.
@@ -304,7 +314,7 @@ def prune(
             fresh = new_masks(params, updates, state.masks, sparsity, count)
             return jax.tree.map(lambda new, old: jnp.where(due, new, old), fresh, state.masks)
 
-        masks = lax.cond(due_any, recompute, lambda: state.masks)
+        masks = lax.cond(due_any, recompute, lambda: state.masks) if mask_updates else state.masks
         masked = jax.tree.map(lambda g, mk: g if mk.ndim == 0 else jnp.where(mk, g, jnp.zeros_like(g)),
                               updates, masks)
         inner_updates, inner_state = inner.update(masked, state.inner_state, params, **extra_args)

@@ -156,6 +156,11 @@ class Schedule:
         c = jnp.asarray(count, jnp.int32)
         return self.in_window(c) & (((c - self.start_step) % every == 0) | (c == self.end_step))
 
+    def mask_update_due(self, count: int, every: int = 1) -> bool:
+        """:meth:`is_update_step` on the host, for a Python step count (the loop picks the step to run by it)."""
+        c = int(count)
+        return self.start_step <= c <= self.end_step and ((c - self.start_step) % every == 0 or c == self.end_step)
+
 
 def make_schedule(name: str, *, start: float, end: float, total_steps: int, **kwargs: float) -> Schedule:
     """A :class:`Schedule` from a registered progress function.
