@@ -48,7 +48,15 @@ Design
     reductions (so the batched top-k search costs ~2x), and with the ``axis_name`` or-ed
     predicates every level runs the top-k tie-break branch whenever one level needs it (level 0,
     with ``k = 0``, does on every update step). ``lax.map`` and ``unroll`` build larger programs
-    that XLA:CPU runs 1.3-2.2x slower than separate calls (no large copies in the HLO).
+    that XLA:CPU runs 1.3-2.2x slower than separate calls (no large copies in the HLO). Part of
+    it: XLA:CPU allocates a program's temporaries on every run, and above glibc's 64 MB
+    per-thread heap that is a fresh ``mmap`` whose pages fault in again each step (10 models, 8 x
+    512, one device, steps without a mask update: ~95 k faults a step for ``unroll``, ~170 k for
+    ``map``, ~29 k for ``vmap``, ~4 k for ``loop``). With glibc told never to ``mmap``
+    (``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...``,
+    set before the process starts) the faults vanish, but in two runs only ``unroll`` got
+    measurably faster (376 -> 258-276 ms a step; ``vmap`` ~190-234, ``loop`` ~158-173 ms either
+    way), so nothing sets it.
   - Splitting the host into one XLA device per core (``sweep.cpu_devices = 0``) runs devices
     concurrently, but each step already uses both cores: measured from -5 % to +16 % against one
     device, so the default is one device (``sweep.cpu_devices = 1``). More devices than cores
@@ -70,6 +78,9 @@ Design
   loop, 2 CPU devices         0.94-1.16                 0.87-0.95
   loop, 1 device ("auto")     1.05 (same work: noise)   0.95
   ==========================  ========================  =====================
+
+  (The right column predates the step compiled without the mask update; it made the single and
+  the sweep steps outside updates cheaper alike: 16.3 -> 14.2 ms per model in ``bench_sweep``.)
 
   On one NVIDIA H100 (same benchmark; the first call of each strategy aside): ``vmap`` 0.14-0.17
   outside the window and 0.26-0.39 with a mask update on every step (the ten exact global
