@@ -36,13 +36,14 @@ Design (learnt from jaxpruner, which is not a dependency):
   update adds about 80 ms to a ~16 ms batch-32 train step (local: ~65 ms; neuron, n:m: ~1-3 ms).
   Use ``update_every`` of tens to hundreds of steps for unstructured pruning. Vmapped over 3 levels
   WITHOUT ``axis_name`` a non-update step took 1.0 s against 66 ms with it. A step whose update
-  branch is compiled in but not taken still cost ~40 % more than a step without pruning on CPU
-  (14.3 against 10.2 ms, measured interleaved): XLA's CPU runtime allocates the temporaries of the
-  whole program, the branch's included (~90 MB), on every run; above glibc's 64 MB per-thread heap
-  that is a fresh mmap each time, and every page the step touches faults in again (~900 faults a
-  step). So the training loops compile a second step with ``mask_updates=False`` (masks applied,
-  never recomputed: 10.4 ms) and run it on every step that :meth:`Schedule.mask_update_due` says
-  needs no update (:func:`mann_jax.train.run_loop`).
+  branch is compiled in but not taken still cost ~25-40 % more than a step without pruning on
+  CPU (13.2-14.3 against 10.2-10.7 ms, two interleaved runs): XLA's CPU runtime allocates the
+  temporaries of the whole program, the branch's included (~90 MB), on every run; above glibc's
+  64 MB per-thread heap that is a fresh mmap each time, and every page touched faults in again
+  (~900 faults a call in a reduced reproduction: the masking alone under an untaken update
+  branch). So the training loops compile a second step with ``mask_updates=False`` (masks applied,
+  never recomputed: 11.4 ms against 13.2 ms in the second run) and run it on every step that
+  :meth:`Schedule.mask_update_due` says needs no update (:func:`mann_jax.train.run_loop`).
 * **Every step**: masked gradients go into the inner optimizer, and the update of a pruned
   weight is replaced by ``-param``, so ``param + update == 0`` exactly after
   ``optax.apply_updates``; this also kills revival through Adam moments or decoupled weight decay.
