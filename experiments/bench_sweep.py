@@ -10,12 +10,18 @@ dominates a pruned step: ``update`` (every timed step recomputes the masks) and 
 without the mask update; so does this phase). In each phase, interleaved over ``--rounds`` rounds
 (min taken: the machine is shared and noisy):
 
-* ``single``: K sequential single-model steps on one device (K states, the one jitted step, a
-  Python loop: what training the levels one after another costs), reported per step as
-  ``K x single``;
+* ``single``: what training the levels one after another costs per sweep step: ONE model's state
+  taking K steps in a row (the one jitted step), as in a single-model run, where the model's
+  state (88 MB for 8 x 512 with Adam and masks) stays in cache from step to step. Reported as
+  ``K x single``. (Until 2026-11-23 this was K models' states taking one step each, whose states
+  stream from DRAM every step: 142 ms against 106 ms for the same ten steps on the 2-core CPU, so
+  the ratios of earlier sessions were flattered by ~25 %.)
 * every sweep strategy of :mod:`mann_jax.sweep` over all devices (on CPU the host is split into
   ``--cpu_devices`` XLA devices first, default one per core), and ``vmap`` and ``loop`` on one
-  device (``loop/1 device`` is what ``auto`` runs on CPU with the default ``sweep.cpu_devices = 1``).
+  device (``loop/1 device`` is what ``auto`` runs on CPU with the default ``sweep.cpu_devices = 1``),
+  each timed over ``--chunk`` sweep steps per call (``Runner.steps``, the call a sweep's loop makes
+  between two log lines; ``loop`` runs them model by model), reported per sweep step; the
+  ``update`` phase takes one step per call (its steps are dominated by the mask update).
 
 Prints a table and, as the LAST line, JSON with every figure, the device kind, what ``auto``
 picks and ``ratio`` = sweep(auto) / (K x single) in the ``update`` phase (targets: <= 0.8 on the
@@ -34,7 +40,7 @@ from typing import Any
 
 from absl import app, flags
 
-from experiments.timing import timed_rounds
+from experiments.timing import Timing, timed_rounds
 
 _LEVELS = flags.DEFINE_integer("levels", 10, "K: number of sparsity levels.", lower_bound=1)
 _ROUNDS = flags.DEFINE_integer("rounds", 6, "Timed rounds per phase (each candidate once per round; min taken).",
@@ -43,6 +49,8 @@ _BATCH = flags.DEFINE_integer("batch_size", 32, "Batch size.")
 _HIDDEN = flags.DEFINE_integer("hidden", 512, "Hidden width of the experts.")
 _CPU_DEVICES = flags.DEFINE_integer("cpu_devices", 0, "CPU: XLA devices the host is split into for this benchmark "
                                     "(0: one per core); the 1-device variants run on the first.")
+_CHUNK = flags.DEFINE_integer("chunk", 10, "Sweep steps per timed call in the no_update phase (a sweep runs up to "
+                              "a log interval, 100 by default, per call).", lower_bound=1)
 _STRATEGIES = flags.DEFINE_list("strategies", ["vmap", "map", "unroll", "loop"], "Sweep strategies to time.")
 _PHASES = flags.DEFINE_list("phases", ["update", "no_update"], "Phases: 'update' and/or 'no_update'.")
 _ROWS = 4096  # rows of random normalised data to draw batches from
@@ -101,33 +109,46 @@ def main(argv: list[str]) -> None:
         def runner(name: str, devs: list) -> sweep.Runner:
             return sweep.make_runner(name, step=step, vmap_step=vstep, n_models=k, devices=devs, x=x, y=y)
 
-        candidates = {"single": runner("loop", devices[:1])}
+        # One model (the middle level) for the single-run baseline.
+        one_model = jax.tree.map(lambda a: a[k // 2 : k // 2 + 1], stacked)
+        candidates = {"single": sweep.make_runner("loop", step=step, vmap_step=vstep, n_models=1,
+                                                  devices=devices[:1], x=x, y=y)}
         for name in _STRATEGIES.value:
             candidates[name] = runner(name, devices)
         if len(devices) > 1:
             for name in ("vmap", "loop"):
                 if name in _STRATEGIES.value:
                     candidates[f"{name}/1 device"] = runner(name, devices[:1])
+        chunk = _CHUNK.value if phase == "no_update" else 1
+        steps_per_call = {name: (k if name == "single" else chunk) for name in candidates}
+        update = phase == "update"
         held = {}
         compile_s = {}
         for name, r in candidates.items():
             start = time.perf_counter()
-            held[name], m = r.step(r.put(stacked), batches[0])
+            held[name], m = r.step(r.put(one_model if name == "single" else stacked), batches[0], update_masks=update)
             jax.block_until_ready(m["loss"])
             compile_s[name] = time.perf_counter() - start
-        def one_step(name: str, r: sweep.Runner) -> Any:
+
+        def call_of(name: str, r: sweep.Runner) -> Any:
+            n = steps_per_call[name]
+
             def call(i: int) -> None:
-                held[name], m = r.step(held[name], batches[(i + 1) % len(batches)])
-                jax.block_until_ready(m["loss"])
+                rows = [batches[(i * n + j + 1) % len(batches)] for j in range(n)]
+                held[name], loss = r.steps(held[name], rows, [update] * n)
+                jax.block_until_ready(loss)
             return call
 
-        # One step per candidate per round (the first call, the compilation, is timed above).
-        timed = timed_rounds({name: one_step(name, r) for name, r in candidates.items()}, 1,
+        # One call per candidate per round (the first call, the compilation, is timed above);
+        # per sweep step: a call's time over its steps (K single-model steps make one sweep step).
+        timed = timed_rounds({name: call_of(name, r) for name, r in candidates.items()}, 1,
                              rounds=_ROUNDS.value, warmup=0)
+        per_step = {name: 1 if name == "single" else steps_per_call[name] for name in timed}
+        timed = {name: Timing(t.best / per_step[name], t.median / per_step[name]) for name, t in timed.items()}
         seq = timed["single"].best
         rows = {}
-        print(f"[{phase}] {k} x single (sequential, 1 device): {1e3 * seq:.0f} ms per step "
-              f"({1e3 * seq / k:.1f} ms per model; first call {compile_s['single']:.1f} s)")
+        print(f"[{phase}] {k} x single (one model, {k} steps in a row, 1 device): {1e3 * seq:.0f} ms per sweep step "
+              f"({1e3 * seq / k:.1f} ms per model step; first call {compile_s['single']:.1f} s)")
         for name in candidates:
             if name == "single":
                 continue
@@ -136,7 +157,8 @@ def main(argv: list[str]) -> None:
                           "ratio": round(best / seq, 3), "first_call_s": round(compile_s[name], 1)}
             print(f"[{phase}] {name:<14} {1e3 * best:8.0f} ms  ratio {best / seq:5.2f}  "
                   f"(median {1e3 * med:.0f} ms; first call {compile_s[name]:.1f} s)")
-        report["phases"][phase] = {"single_ms": round(1e3 * seq / k, 2), "k_single_ms": round(1e3 * seq, 2),
+        report["phases"][phase] = {"sweep_steps_per_call": chunk,
+                                   "single_ms": round(1e3 * seq / k, 2), "k_single_ms": round(1e3 * seq, 2),
                                    "k_single_median_ms": round(1e3 * timed["single"].median, 2),
                                    "strategies": rows}
         del held, candidates

@@ -505,6 +505,15 @@ class Runner:
         """
         raise NotImplementedError
 
+    def steps(self, held: Any, rows_seq: Sequence[np.ndarray], update_masks: Sequence[bool]) -> tuple[Any, jax.Array]:
+        """Several steps of every model (the call :func:`mann_jax.train.run_loop` makes): the new
+        state and each model's summed loss. Here one :meth:`step` of all models after another."""
+        total: Any = 0.0
+        for rows, update in zip(rows_seq, update_masks, strict=True):
+            held, metrics = self.step(held, rows, update_masks=update)
+            total = total + metrics["loss"]
+        return held, total
+
     def get(self, held: Any) -> Any:
         """The whole host-side stacked state."""
         return self.gather(held)
@@ -650,6 +659,25 @@ class LoopRunner(Runner):
             new.append(state)
             losses.append(jax.device_put(metrics["loss"], self.devices[0]))
         return new, {"loss": jnp.stack(losses)}
+
+    def steps(self, held: Any, rows_seq: Sequence[np.ndarray], update_masks: Sequence[bool]) -> tuple[Any, jax.Array]:
+        """Model by model: all the steps of model 0, then of model 1, ... (dispatched asynchronously,
+        so the devices still run concurrently). The models are independent, so this gives what
+        step after step gives, but each model's state (88 MB for 8 x 512 with Adam and masks) stays in
+        cache through its steps: on the 2-core CPU ten models x ten steps took 106 ms per ten steps
+        this way against 142 ms step after step (whose ten states stream from DRAM every step)."""
+        new, losses = [], []
+        for i, state in enumerate(held):
+            x, y = self._data[self._device(i)]
+            total: Any = 0.0
+            for rows, update in zip(rows_seq, update_masks, strict=True):
+                rows = np.asarray(rows)
+                state, metrics = (self._step if update else self._apply_step)(
+                    state, x, y, rows[i] if self.per_model_rows else rows)
+                total = total + metrics["loss"]
+            new.append(state)
+            losses.append(jax.device_put(total, self.devices[0]))
+        return new, jnp.stack(losses)
 
 
 def make_runner(
@@ -1012,7 +1040,7 @@ def run_sweep(
     run_start = time.perf_counter()
     try:
         held, last_loss = run_loop(
-            held, runner.step, start_step=start_step, total_steps=total_steps, n_batches=n_batches,
+            held, runner.steps, start_step=start_step, total_steps=total_steps, n_batches=n_batches,
             log_every=int(tc.log_every_steps), samples_per_step=batch_size * plan.n_models,
             rows_for_epoch=rows_for_epoch, checkpoints=checkpoints, meta_at=meta_at, on_log=on_log,
             on_epoch_end=on_epoch_end, bar=bar, checkpoint_state=runner.get, stop_after=stop_after,

@@ -409,9 +409,26 @@ def check_checkpoint_setup(checkpoints: Checkpoints, config_dict: dict[str, Any]
     return meta
 
 
+def steps_one_after_another(step: Callable[..., tuple[Any, dict[str, jax.Array]]]) -> Callable[..., tuple[Any, Any]]:
+    """The multi-step function :func:`run_loop` calls, from a one-step ``step(state, rows, update_masks=...)``.
+
+    ``steps(state, rows_seq, update_masks_seq)`` runs the steps in order and returns the new state
+    and the sum of their losses (on device).
+    """
+
+    def steps(state: Any, rows_seq: Sequence[Any], update_masks: Sequence[bool]) -> tuple[Any, Any]:
+        total: Any = 0.0
+        for rows, update in zip(rows_seq, update_masks, strict=True):
+            state, metrics = step(state, rows, update_masks=update)
+            total = total + metrics["loss"]
+        return state, total
+
+    return steps
+
+
 def run_loop(
     state: Any,
-    step: Callable[[Any, jax.Array], tuple[Any, dict[str, jax.Array]]],
+    steps: Callable[[Any, Sequence[Any], Sequence[bool]], tuple[Any, Any]],
     *,
     start_step: int,
     total_steps: int,
@@ -431,45 +448,61 @@ def run_loop(
 ) -> tuple[Any, np.ndarray | None]:
     """The training loop shared by :func:`train` (one model) and :mod:`mann_jax.sweep` (many).
 
-    Runs ``step(state, rows)`` for steps ``start_step .. total_steps - 1``; ``rows_for_epoch(e)[b]``
-    are the rows of batch ``b`` of epoch ``e`` (fetched once per epoch). The loss of a step
-    (``metrics["loss"]``: a scalar, or one value per model of a sweep) is accumulated on device and
-    read back only every ``log_every`` steps and at the end of each epoch, where ``on_log(done,
-    step, mean_loss, samples_per_second, state)`` writes it and returns the progress-bar postfix. A
-    non-finite loss raises :class:`TrainingError` (naming the models, with ``model_names``). After
-    each epoch ``on_epoch_end(done, epoch, state)`` runs; checkpoints are saved on the
-    ``checkpoints`` schedule and after the last step (``checkpoint_state(state)`` is what gets saved).
+    Runs steps ``start_step .. total_steps - 1``; ``rows_for_epoch(e)[b]`` are the rows of batch
+    ``b`` of epoch ``e`` (fetched once per epoch). The steps between two points where the loop has
+    something to do (a log line, an epoch end, a checkpoint, the end) go to ONE call
+    ``steps(state, rows_seq, update_masks_seq)`` (:func:`steps_one_after_another` makes one from a
+    single-step function), which returns the new state and the sum of the steps' losses (a scalar,
+    or one value per model of a sweep): a sweep can then run those steps model by model, each
+    model's state staying in cache (:meth:`mann_jax.sweep.LoopRunner.steps`). Losses are
+    accumulated on device and read back only every ``log_every`` steps and at the end of each
+    epoch, where ``on_log(done, step, mean_loss, samples_per_second, state)`` writes them and returns
+    the progress-bar postfix. A non-finite loss raises :class:`TrainingError` (naming the models,
+    with ``model_names``). After each epoch ``on_epoch_end(done, epoch, state)`` runs; checkpoints
+    are saved on the ``checkpoints`` schedule and after the last step (``checkpoint_state(state)``
+    is what gets saved).
 
     Args:
         stop_after: Stop (after saving a checkpoint) once this many steps ran in this call, e.g. to
             fit a time slot; the run then resumes from ``workdir``.
-        update_masks_at: For pruned training (:func:`mask_update_steps`): the loop then calls
-            ``step(state, rows, update_masks=...)``, True on the steps due for a mask update, so that
-            ``step`` can run a compiled step without the update on all others (cheaper on CPU, see
-            "Cost" in :mod:`mann_jax.pruning.masks`).
+        update_masks_at: For pruned training (:func:`mask_update_steps`): which steps are due for a
+            mask update (``update_masks_seq``; all True without it), so that ``steps`` can run a
+            step compiled without the update on all others (cheaper on CPU, see "Cost" in
+            :mod:`mann_jax.pruning.masks`).
 
     Returns:
         The final state and the mean loss of the last logging window (None when no step ran).
     """
+
+    def stopping_at(done: int) -> bool:
+        return stop_after is not None and done - start_step >= stop_after
+
+    def something_to_do(done: int) -> bool:
+        return (done % log_every == 0 or done % n_batches == 0 or checkpoints.should_save(done)
+                or done == total_steps or stopping_at(done))
+
     order, order_epoch = None, -1
     window_loss: Any = 0.0
     window_steps, window_start = 0, time.perf_counter()
     last_loss: np.ndarray | None = None
-    for step_index in range(start_step, total_steps):
-        epoch, b = divmod(step_index, n_batches)
+    first = start_step
+    while first < total_steps:
+        epoch, b = divmod(first, n_batches)
         if epoch != order_epoch:
             order = rows_for_epoch(epoch)
             order_epoch = epoch
-        if update_masks_at is None:
-            state, metrics = step(state, order[b])
-        else:
-            state, metrics = step(state, order[b], update_masks=update_masks_at(step_index))
-        window_loss = window_loss + metrics["loss"]
-        window_steps += 1
-        done = step_index + 1
-        bar.update(1)
-        end_of_epoch = b == n_batches - 1
-        stopping = stop_after is not None and done - start_step >= stop_after
+        step_index = first  # the last step of this call (an epoch end is always a stop, so one epoch)
+        while not something_to_do(step_index + 1):
+            step_index += 1
+        chunk = range(first, step_index + 1)
+        state, loss_sum = steps(state, [order[i - epoch * n_batches] for i in chunk],
+                                [update_masks_at(i) if update_masks_at else True for i in chunk])
+        window_loss = window_loss + loss_sum
+        window_steps += len(chunk)
+        done = first = step_index + 1
+        bar.update(len(chunk))
+        end_of_epoch = done % n_batches == 0
+        stopping = stopping_at(done)
         if done % log_every == 0 or end_of_epoch or done == total_steps or stopping:
             mean = np.asarray(window_loss, np.float64) / window_steps
             if not np.all(np.isfinite(mean)):
@@ -616,7 +649,7 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
                dynamic_ncols=True, mininterval=1.0)
     try:
         state, window_loss = run_loop(
-            state, step, start_step=start_step, total_steps=total_steps, n_batches=n_batches,
+            state, steps_one_after_another(step), start_step=start_step, total_steps=total_steps, n_batches=n_batches,
             log_every=int(tc.log_every_steps), samples_per_step=batch_size,
             rows_for_epoch=lambda epoch: jnp.asarray(batch_order(len(x_train), batch_size, epoch=epoch,
                                                                   seed=int(tc.seed), shuffle=tc.shuffle)),

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
     ("experiments.bench_train", "--rounds=0"),
     ("experiments.bench_sweep", "--rounds=0"),
     ("experiments.bench_sweep", "--levels=0"),
+    ("experiments.bench_sweep", "--chunk=0"),
     ("experiments.bench_train", "--steps=0"),
     ("experiments.bench_inference", "--sparsity=1.5"),
     ("experiments.bench_inference", "--sparsity=1"),

@@ -232,7 +232,7 @@ def test_resuming_with_fewer_epochs_than_ran_is_refused_and_leaves_the_run_alone
 def test_run_loop_stops_before_saving_weights_a_step_made_non_finite(tmp_path):
     # A fake step: the weights turn NaN at step 7 while every reported loss stays finite (the loss of
     # a step is computed before its update). Saves every 5 steps: 5 is written, 10 must not be.
-    from mann_jax.train import TrainingError, run_loop
+    from mann_jax.train import TrainingError, run_loop, steps_one_after_another
 
     class Bar:
         def update(self, n):
@@ -241,14 +241,15 @@ def test_run_loop_stops_before_saving_weights_a_step_made_non_finite(tmp_path):
         def set_postfix(self, d):
             pass
 
-    def step(state, rows):
+    def step(state, rows, update_masks=True):
         w = state["w"] * (np.nan if int(state["n"]) == 6 else 1.0)
         return {"w": w, "n": state["n"] + 1}, {"loss": np.float32(1.0)}
 
     ckpt = Checkpoints(tmp_path / "checkpoints", save_every=5, keep=3, background=False)
     state = {"w": jnp.ones(4, jnp.float32), "n": jnp.array(0, jnp.int32)}
     with pytest.raises(TrainingError, match=r"diverged by step 10: non-finite .* up to step 5 .* intact"):
-        run_loop(state, step, start_step=0, total_steps=20, n_batches=20, log_every=100, samples_per_step=1,
+        run_loop(state, steps_one_after_another(step), start_step=0, total_steps=20, n_batches=20, log_every=100,
+                 samples_per_step=1,
                  rows_for_epoch=lambda e: [None] * 20, checkpoints=ckpt, meta_at=lambda d: {"step": d},
                  on_log=lambda *a: {}, on_epoch_end=lambda *a: None, bar=Bar())
     assert ckpt.latest_step() == 5
@@ -337,3 +338,34 @@ def test_workdirs_from_before_matmul_precision_still_resume(tmp_path: Path) -> N
     current["model"]["matmul_precision"] = "default"
     with pytest.raises(CheckpointError, match="model.matmul_precision"):
         check_resumable(saved, current, tmp_path)
+
+
+def test_run_loop_hands_the_steps_between_two_events_to_one_call(tmp_path):
+    # Logs every 4 steps, epochs of 6, checkpoints every 5, 14 steps: the calls end exactly where
+    # the loop has something to do, run in order, and the logged mean is the window's mean loss.
+    from mann_jax.train import run_loop
+
+    calls, logs = [], []
+
+    def steps(state, rows_seq, update_masks):
+        calls.append((list(rows_seq), list(update_masks)))
+        return state + len(rows_seq), float(sum(rows_seq))  # loss of a step = its row index
+
+    class Bar:
+        def update(self, n):
+            pass
+
+        def set_postfix(self, d):
+            pass
+
+    ckpt = Checkpoints(tmp_path / "checkpoints", save_every=5, keep=5, background=False)
+    state, last = run_loop(
+        0, steps, start_step=0, total_steps=14, n_batches=6, log_every=4, samples_per_step=1,
+        rows_for_epoch=lambda e: list(range(6 * e, 6 * e + 6)), checkpoints=ckpt,
+        meta_at=lambda d: {}, on_log=lambda done, step, mean, rate, st: logs.append((done, float(mean))) or {},
+        on_epoch_end=lambda *a: None, bar=Bar(), checkpoint_state=lambda s: {"n": jnp.asarray(s)},
+        update_masks_at=lambda i: i % 3 == 0)
+    assert [rows for rows, _ in calls] == [[0, 1, 2, 3], [4], [5], [6, 7], [8, 9], [10, 11], [12, 13]]
+    assert [flags for _, flags in calls] == [[i % 3 == 0 for i in rows] for rows, _ in calls]
+    assert state == 14 and ckpt.all_steps() == [5, 10, 14]
+    assert logs == [(4, 1.5), (6, 4.5), (8, 6.5), (12, 9.5), (14, 12.5)] and float(last) == 12.5
