@@ -63,10 +63,22 @@ Design
     (e.g. one per level) oversubscribe: 1.4-1.6x slower.
   - Hence on CPU ``"auto"`` = ``"loop"`` on one device: the same work as running the levels one
     after another (ratio ~1.0 per step), without K process starts, data loads and compilations.
+  - **Model by model between events.** ``run_loop`` hands all the steps up to its next log line,
+    epoch end or checkpoint to one :meth:`Runner.steps` call, and ``"loop"`` runs them model by
+    model (:meth:`LoopRunner.steps`): a single run keeps its model's state (88 MB for 8 x 512 with
+    Adam and masks) in the 260 MB last-level cache from step to step, K models taking turns step
+    by step stream all K states from DRAM every step (ten 8 x 512 models: 142 ms per ten steps
+    against 106 ms for one model's ten steps). Same results (the models are independent); a
+    1-epoch 10 x 8 x 512 sweep took 73-79 s against 89-97 s step by step.
 
   Measured (``python -m experiments.bench_sweep``; 8 experts x 512, batch 32, K = 10; time per
   sweep step / (10 x one single-model step); min over interleaved rounds on a shared, noisy
-  machine):
+  machine). The table's baseline was K models taking one step each, which streams their states
+  from DRAM (see above): it flattered every ratio by ~25 %. With the baseline of one model taking
+  K steps in a row and the sweep timed over 10 steps per call (``bench_sweep`` since the fourth
+  session of 2026-11-23, two runs): outside the window ``loop`` 1.01-1.11 (2 CPU devices) and
+  1.06-1.10 (1 device, ``"auto"``), ``vmap`` 1.43-1.56; with a mask update on every step ``loop``
+  0.89 and 0.93 (one run); in the window of a default sweep 1.05.
 
   ==========================  ========================  =====================
   strategy                    mask update every step    outside the window
@@ -90,7 +102,8 @@ Design
   The 0.8 target is not met on this CPU, for the reasons above. End to end, ``make sweep`` (10
   levels, 1224 steps each) took 94-109 s against 189 s for ten ``experiments.train`` runs of the
   same levels one after another, with identical results: the sweep saves the per-run process
-  start, data load, compilation and bookkeeping, not step time.
+  start, data load, compilation and bookkeeping, not step time (57-71 s since; 57 s with the
+  model-by-model loop).
 
 * **Memory.** :func:`estimate_memory` counts the stacked state per device (parameters, Adam
   moments, masks), the step's working memory and the replicated data; :func:`check_memory`
