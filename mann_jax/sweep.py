@@ -176,6 +176,7 @@ from mann_jax.train import (
     mask_update_steps,
     prepare_workdir,
     run_loop,
+    steps_one_after_another,
     training_data,
 )
 
@@ -521,11 +522,7 @@ class Runner:
     def steps(self, held: Any, rows_seq: Sequence[np.ndarray], update_masks: Sequence[bool]) -> tuple[Any, jax.Array]:
         """Several steps of every model (the call :func:`mann_jax.train.run_loop` makes): the new
         state and each model's summed loss. Here one :meth:`step` of all models after another."""
-        total: Any = 0.0
-        for rows, update in zip(rows_seq, update_masks, strict=True):
-            held, metrics = self.step(held, rows, update_masks=update)
-            total = total + metrics["loss"]
-        return held, total
+        return steps_one_after_another(self.step)(held, rows_seq, update_masks)
 
     def get(self, held: Any) -> Any:
         """The whole host-side stacked state."""
