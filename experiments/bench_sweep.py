@@ -106,13 +106,12 @@ def main(argv: list[str]) -> None:
         fns, stacked = sweep.initial_state(config, plan, tx)
         step, vstep = make_train_step(fns, tx), make_train_step(fns, tx_vmap)
 
-        def runner(name: str, devs: list) -> sweep.Runner:
-            return sweep.make_runner(name, step=step, vmap_step=vstep, n_models=k, devices=devs, x=x, y=y)
+        def runner(name: str, devs: list, n_models: int = k) -> sweep.Runner:
+            return sweep.make_runner(name, step=step, vmap_step=vstep, n_models=n_models, devices=devs, x=x, y=y)
 
         # One model (the middle level) for the single-run baseline.
         one_model = jax.tree.map(lambda a: a[k // 2 : k // 2 + 1], stacked)
-        candidates = {"single": sweep.make_runner("loop", step=step, vmap_step=vstep, n_models=1,
-                                                  devices=devices[:1], x=x, y=y)}
+        candidates = {"single": runner("loop", devices[:1], n_models=1)}
         for name in _STRATEGIES.value:
             candidates[name] = runner(name, devices)
         if len(devices) > 1:
@@ -120,7 +119,9 @@ def main(argv: list[str]) -> None:
                 if name in _STRATEGIES.value:
                     candidates[f"{name}/1 device"] = runner(name, devices[:1])
         chunk = _CHUNK.value if phase == "no_update" else 1
-        steps_per_call = {name: (k if name == "single" else chunk) for name in candidates}
+        # Per call: the steps handed to Runner.steps, and the sweep steps they amount to ("single":
+        # K steps of its one model, one sweep step's worth of work; a sweep: `chunk` sweep steps).
+        steps_per_call = {name: (k, 1) if name == "single" else (chunk, chunk) for name in candidates}
         update = phase == "update"
         held = {}
         compile_s = {}
@@ -131,7 +132,7 @@ def main(argv: list[str]) -> None:
             compile_s[name] = time.perf_counter() - start
 
         def call_of(name: str, r: sweep.Runner) -> Any:
-            n = steps_per_call[name]
+            n = steps_per_call[name][0]
 
             def call(i: int) -> None:
                 rows = [batches[(i * n + j + 1) % len(batches)] for j in range(n)]
@@ -143,8 +144,8 @@ def main(argv: list[str]) -> None:
         # per sweep step: a call's time over its steps (K single-model steps make one sweep step).
         timed = timed_rounds({name: call_of(name, r) for name, r in candidates.items()}, 1,
                              rounds=_ROUNDS.value, warmup=0)
-        per_step = {name: 1 if name == "single" else steps_per_call[name] for name in timed}
-        timed = {name: Timing(t.best / per_step[name], t.median / per_step[name]) for name, t in timed.items()}
+        timed = {name: Timing(t.best / steps_per_call[name][1], t.median / steps_per_call[name][1])
+                 for name, t in timed.items()}
         seq = timed["single"].best
         rows = {}
         print(f"[{phase}] {k} x single (one model, {k} steps in a row, 1 device): {1e3 * seq:.0f} ms per sweep step "

@@ -660,15 +660,8 @@ class LoopRunner(Runner):
         return stack(_gather(results))
 
     def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
-        rows = np.asarray(rows)
-        program = self._step if update_masks else self._apply_step
-        new, losses = [], []
-        for i, state in enumerate(held):
-            x, y = self._data[self._device(i)]
-            state, metrics = program(state, x, y, rows[i] if self.per_model_rows else rows)
-            new.append(state)
-            losses.append(jax.device_put(metrics["loss"], self.devices[0]))
-        return new, {"loss": jnp.stack(losses)}
+        held, loss = self.steps(held, [rows], [update_masks])
+        return held, {"loss": loss}
 
     def steps(self, held: Any, rows_seq: Sequence[np.ndarray], update_masks: Sequence[bool]) -> tuple[Any, jax.Array]:
         """Model by model: all the steps of model 0, then of model 1, ... (dispatched asynchronously,

@@ -30,6 +30,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
+from mann_jax.export.compact import unwritable_reason
 from mann_jax.study.results import CONCLUSIONS, RESULTS_FILE, read_results
 from mann_jax.study.stats import ALPHA
 
@@ -566,7 +567,5 @@ def write_report(workdir: str | os.PathLike, path: str | os.PathLike | None = No
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        parent = next((p for p in path.parents if p.exists()), None)
-        reason = f"{parent} is not a folder" if parent is not None and not parent.is_dir() else e.strerror or str(e)
-        raise ReportWriteError(f"{path}: cannot write the report: {reason}") from None
+        raise ReportWriteError(f"{path}: cannot write the report: {unwritable_reason(path, e)}") from None
     return path
