@@ -68,6 +68,8 @@ def test_window_placement_and_update_steps():
     due = np.asarray(sched.is_update_step(jnp.arange(21), 4))
     assert list(np.flatnonzero(due)) == [4, 8, 12, 14]  # every 4th from the start, plus the last
     assert [c for c in range(21) if sched.mask_update_due(c, 4)] == [4, 8, 12, 14]  # the host's copy
+    with pytest.raises(ValueError, match="every must be an integer >= 1"):
+        sched.mask_update_due(4, 0)
     last = make_schedule("cosine", start=0.0, end=1.0, total_steps=10)
     assert last.end_step == 9 and float(last(9)) == 1.0  # end = 1 is the last step of training
 

@@ -158,6 +158,8 @@ class Schedule:
 
     def mask_update_due(self, count: int, every: int = 1) -> bool:
         """:meth:`is_update_step` on the host, for a Python step count (the loop picks the step to run by it)."""
+        if int(every) != every or every < 1:
+            raise ValueError(f"every must be an integer >= 1 (steps between mask updates), got {every}")
         c = int(count)
         return self.start_step <= c <= self.end_step and ((c - self.start_step) % every == 0 or c == self.end_step)
 
