@@ -202,8 +202,8 @@ def make_train_step(
 
 #: XLA options a train step is compiled with, per platform. On CPU, XLA's default copy insertion
 #: copies every donated parameter that the step reads and also updates in place: one copy of each
-#: expert weight tensor per step (3 x 8 MB for the 8 x 512 model, on the 2-core CPU 0.6-1.5 ms of a
-#: ~12 ms step, and 22 MB more memory). Its region analysis sees that the reads come before the
+#: expert weight tensor per step (3 x 8 MB for the 8 x 512 model; on the 2-core CPU the median step
+#: was 0.6-1.9 ms slower with them, of 13-16 ms, in three interleaved runs; and 22 MB more memory). Its region analysis sees that the reads come before the
 #: update and drops them (tests/test_train.py checks the compiled step for such copies).
 TRAIN_STEP_COMPILER_OPTIONS: dict[str, dict[str, Any]] = {
     "cpu": {"xla_cpu_copy_insertion_use_region_analysis": True},
