@@ -71,11 +71,13 @@ def _config(levels: int, batch: int, hidden: int, update_every: int) -> Any:
 def main(argv: list[str]) -> None:
     del argv
     from mann_jax import sweep
+    from mann_jax.train import configure_cpu_backend
 
     k = _LEVELS.value
     split = _config(k, _BATCH.value, _HIDDEN.value, 1)
     split.sweep.cpu_devices = _CPU_DEVICES.value
     sweep.configure_cpu_devices(split)  # before JAX starts
+    configure_cpu_backend()  # the compiler options training runs with
 
     import jax
     import numpy as np

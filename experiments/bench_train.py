@@ -36,7 +36,8 @@ from absl import app, flags
 from configs import default
 from experiments.timing import timed_rounds
 from mann_jax.data import layout
-from mann_jax.train import ModelFunctions, build_model, init_state, jit_train_step, make_optimizer, make_train_step
+from mann_jax.train import (ModelFunctions, build_model, configure_cpu_backend, init_state, jit_train_step,
+                            make_optimizer, make_train_step)
 
 _STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per measurement (a fifth of that for the slow blend "
                               "formulations and the matmul peak), spread over --rounds interleaved rounds.",
@@ -194,6 +195,7 @@ def torch_device() -> str:
 
 def main(argv: list[str]) -> None:
     del argv
+    configure_cpu_backend()  # the compiler options training runs with, before JAX starts
     config = default.get_config()
     batch, steps = _BATCH.value, _STEPS.value
     flops = step_flops(config, batch)

@@ -15,7 +15,7 @@ from mann_jax.checkpoint import CheckpointError
 from mann_jax.config_errors import ConfigError
 from mann_jax.data.errors import MotionDataError
 from mann_jax.export.ai4animation import WeightsFormatError
-from mann_jax.train import TrainingError
+from mann_jax.train import TrainingError, configure_cpu_backend
 
 USER_ERRORS: tuple[type[Exception], ...] = (MotionDataError, CheckpointError, TrainingError, WeightsFormatError,
                                              ConfigError)
@@ -51,8 +51,12 @@ def _config_override_message(error: Exception, argv: list[str]) -> str:
 def run(main: Callable[[list[str]], None], *, also: tuple[type[Exception], ...] = ()) -> None:
     """``absl.app.run(clear_errors(main, also=also))``, and a ``--config.<key>=`` override that names no
     key of the config (a typo) or cannot be applied also ends in one line and status 2 (ml_collections
-    raises it while absl parses the flags, before ``main`` starts: a traceback otherwise)."""
+    raises it while absl parses the flags, before ``main`` starts: a traceback otherwise). Adds the
+    CPU compiler options every command trains with (:func:`mann_jax.train.configure_cpu_backend`)
+    before anything starts JAX."""
     from absl import app
+
+    configure_cpu_backend()
 
     started = False
 

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -208,6 +209,37 @@ def make_train_step(
 TRAIN_STEP_COMPILER_OPTIONS: dict[str, dict[str, Any]] = {
     "cpu": {"xla_cpu_copy_insertion_use_region_analysis": True},
 }
+
+
+#: XLA:CPU options no per-program ``compiler_options`` can carry: backend extra options, which XLA
+#: reads from ``XLA_FLAGS`` once, when JAX starts its backend (:func:`configure_cpu_backend` adds
+#: them; every command of the project calls it first). ``xla_cpu_use_multi_output_fusion`` lets one
+#: loop write several arrays, so Adam's first and second moment come out of one pass over gradient and
+#: moments instead of one pass each (the 8 x 512 step on the 2-core CPU, three alternated processes of
+#: 100 steps: median 10.37 / 9.57 / 10.63 ms without, 9.14 / 9.23 / 9.54 ms with; parameters after 20
+#: steps equal bit for bit). Options named ``xla_...`` are not handed on to LLVM: GPU backends ignore them.
+CPU_BACKEND_EXTRA_OPTIONS: tuple[str, ...] = ("xla_cpu_use_multi_output_fusion",)
+
+
+def configure_cpu_backend() -> bool:
+    """Adds :data:`CPU_BACKEND_EXTRA_OPTIONS` to ``XLA_FLAGS``; call before JAX starts a backend.
+
+    Returns whether it did. It does not when ``XLA_FLAGS`` already sets
+    ``--xla_backend_extra_options`` (the user's choice stands: a second occurrence would replace
+    it), nor when a JAX backend already runs (it read ``XLA_FLAGS`` when it started; warns).
+    """
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_extra_options" in xla_flags:
+        return False
+    from jax._src import xla_bridge  # no public query for "backend started"
+
+    if xla_bridge.backends_are_initialized():
+        warnings.warn("JAX already runs, so its CPU compiler keeps the options it started with "
+                      f"(call configure_cpu_backend before any JAX computation to add {CPU_BACKEND_EXTRA_OPTIONS})",
+                      stacklevel=2)
+        return False
+    os.environ["XLA_FLAGS"] = f"{xla_flags} --xla_backend_extra_options={','.join(CPU_BACKEND_EXTRA_OPTIONS)}".strip()
+    return True
 
 
 def jit_train_step(step: Callable[..., Any], *, platform: str | None = None) -> Callable[..., Any]:

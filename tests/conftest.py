@@ -15,6 +15,11 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from mann_jax.train import configure_cpu_backend
+
+# Before any test starts JAX: the suite compiles the programs the commands run (they all call it first).
+configure_cpu_backend()
+
 #: Where the real dog BVH clips live: ``<repo root>/../shared/data/mann_dog_bvh``.
 DOG_BVH_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mann_dog_bvh"
 

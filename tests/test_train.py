@@ -17,8 +17,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from configs import default
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.data.dataset import build_dataset
-from mann_jax.train import (ModelFunctions, TrainState, batch_order, build_model, check_resumable, gating_scalars,
-                            gating_summary, init_state, jit_train_step, make_optimizer, make_train_step, train)
+from mann_jax.train import (ModelFunctions, TrainState, batch_order, build_model, check_resumable, configure_cpu_backend,
+                            gating_scalars, gating_summary, init_state, jit_train_step, make_optimizer, make_train_step, train)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -113,6 +113,54 @@ def test_cpu_train_step_updates_parameters_in_place_without_copies():
         b, _ = tuned(b, x, y, rows)
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7), a.params, b.params)
 
+
+def test_cpu_backend_computes_adams_two_moments_in_one_loop():
+    # conftest.py calls configure_cpu_backend() as every command does, so the suite compiles the
+    # programs the commands run: with multi-output fusion, one fusion writes both Adam moments of
+    # each expert weight (a tuple of two alpha-shaped arrays); without it XLA:CPU writes them in two.
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_extra_options" in xla_flags and "xla_cpu_use_multi_output_fusion" not in xla_flags:
+        pytest.skip("XLA_FLAGS sets backend options of its own (configure_cpu_backend leaves them)")
+    assert "xla_cpu_use_multi_output_fusion" in xla_flags
+    config = tiny_config("unused")
+    config.model.update(hidden_sizes=(64, 64), n_experts=4)
+    fns = ModelFunctions.of(build_model(config.model, seed=0))
+    tx = make_optimizer(config.train, n_batches=4)
+    state = init_state(fns, tx, seed=0)
+    x, y = jnp.zeros((64, 480)), jnp.zeros((64, 363))
+    hlo = jit_train_step(make_train_step(fns, tx), platform="cpu").lower(state, x, y, jnp.arange(16)).compile().as_text()
+    pairs = []
+    for shape in ((4, 480, 64), (4, 64, 64), (4, 64, 363)):
+        one = f"f32[{','.join(map(str, shape))}]"
+        pairs += [line for line in hlo.splitlines() if f"= ({one}{{2,1,0}}, {one}{{2,1,0}}) fusion(" in line]
+    assert len(pairs) == 3, pairs  # one per expert layer
+
+
+def test_configure_cpu_backend_leaves_the_users_backend_options_alone(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_extra_options=xla_cpu_flatten_after_fusion")
+    assert configure_cpu_backend() is False
+    assert os.environ["XLA_FLAGS"] == "--xla_backend_extra_options=xla_cpu_flatten_after_fusion"
+
+
+def test_configure_cpu_backend_warns_once_jax_runs(monkeypatch):
+    jnp.zeros(1).block_until_ready()  # the backend has started (it read XLA_FLAGS then)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    with pytest.warns(UserWarning, match="configure_cpu_backend before any JAX computation"):
+        assert configure_cpu_backend() is False
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1"
+
+
+def test_configure_cpu_backend_adds_its_options_before_jax_starts():
+    code = ("import os; from mann_jax.train import configure_cpu_backend as c; "
+            "print(c(), os.environ['XLA_FLAGS']); import jax.numpy as j; f = __import__('jax').jit(lambda a, b: (a * 2 + b, a * 3 - b)); "
+            "print(f.lower(j.ones(99), j.ones(99)).compile().as_text().count('(f32[99]{0}, f32[99]{0}) fusion('))")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu",
+                                                                        "XLA_FLAGS": "--xla_cpu_ftz=false"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, count = out.stdout.splitlines()
+    assert first == "True --xla_cpu_ftz=false --xla_backend_extra_options=xla_cpu_use_multi_output_fusion"
+    assert count == "1"  # the two outputs come out of one loop
 
 def _run_train(workdir, cache, *extra, wait=True):
     cmd = [sys.executable, "-m", "experiments.train", "--config", "configs/default.py", f"--workdir={workdir}",
