@@ -31,7 +31,9 @@ latency; the cold columns are reported beside them. The last line is JSON.
 
 ``--threads`` (default 1: one core per controller, the game setting, and immune to the long
 stalls a multi-threaded BLAS shows at batch 1 when another process holds a core) sets the threads
-of OpenBLAS, XLA and onnxruntime alike; it is applied through the environment before numpy starts.
+of OpenBLAS and onnxruntime and the cores the whole process runs on (the first ``--threads`` it may
+use; XLA's own thread pool has no setting that works), so numpy, JAX and onnxruntime get the same
+cores; it is applied before numpy starts (0: library defaults, every core).
 """
 
 from __future__ import annotations
@@ -54,9 +56,12 @@ _THREADS = _threads_from_argv(sys.argv)
 if _THREADS > 0:
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = str(_THREADS)
-    if _THREADS == 1:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    # XLA:CPU (jaxlib 0.10.2) has no working flag for its thread count: with the
+    # --xla_cpu_multi_thread_eigen=false this set before 2026-11-23, a 2048^2 matmul still took 60 ms
+    # against 50-54 ms on both cores and 102-108 ms on one. So the cores themselves are limited: the
+    # process, and every thread it starts from here on, runs on the first --threads usable cores.
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:_THREADS])
 
 import json  # noqa: E402
 import tempfile  # noqa: E402
@@ -74,7 +79,8 @@ from mann_jax.export.runtime import JaxRuntime, NumpyRuntime, fold  # noqa: E402
 from mann_jax.model import DEFAULT_GATING_INDICES  # noqa: E402
 from mann_jax.pruning.accounting import default_params, global_magnitude_masks  # noqa: E402
 
-_THREADS_FLAG = flags.DEFINE_integer("threads", 1, "Threads for OpenBLAS, XLA and onnxruntime (0: library defaults).",
+_THREADS_FLAG = flags.DEFINE_integer("threads", 1, "Threads for OpenBLAS and onnxruntime, and the cores the process "
+                                     "runs on (0: library defaults, every core).",
                                      lower_bound=0)
 _SPARSITY = flags.DEFINE_float("sparsity", 0.9, "Fraction of expert weights (unstructured) / hidden units "
                                "(structured) removed, in [0, 1).")

@@ -50,3 +50,20 @@ def test_last_level_cache_size_skips_unreadable_sysfs_entries(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(260 << 20), str(256 << 20)]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+@pytest.mark.parametrize("threads", [1, 0])
+def test_bench_inference_threads_pin_the_process_to_that_many_cores(threads):
+    # XLA's thread pool has no working thread-count flag, so --threads limits the cores: JAX,
+    # numpy and onnxruntime all run on the first --threads usable ones (0: every core).
+    code = ("import os, sys\n"
+            f"sys.argv = ['bench_inference', '--threads={threads}']\n"
+            "before = len(os.sched_getaffinity(0))\n"
+            "import experiments.bench_inference\n"
+            "print(before, len(os.sched_getaffinity(0)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    before, after = map(int, proc.stdout.split())
+    assert after == (min(threads, before) if threads else before)
