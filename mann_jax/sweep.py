@@ -167,6 +167,7 @@ from mann_jax.train import (
     gating_scalars,
     gating_summary,
     init_state,
+    jax_backend_started,
     jit_train_step,
     json_safe,
     make_eval_loss,
@@ -326,9 +327,7 @@ def configure_cpu_devices(config: Any) -> int | None:
     n = int(config.sweep.cpu_devices) or min(usable_cores(), plan.n_models)
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
-    from jax._src import xla_bridge  # no public query for "backend started"
-
-    if xla_bridge.backends_are_initialized():
+    if jax_backend_started():
         if jax.default_backend() == "cpu" and jax.device_count() != n:
             warnings.warn(f"JAX already runs with {jax.device_count()} CPU device(s); the sweep uses those "
                           f"(call configure_cpu_devices before any JAX computation to get {n})", stacklevel=2)
@@ -669,12 +668,12 @@ class LoopRunner(Runner):
         step after step gives, but each model's state (88 MB for 8 x 512 with Adam and masks) stays in
         cache through its steps: on the 2-core CPU ten models x ten steps took 106 ms per ten steps
         this way against 142 ms step after step (whose ten states stream from DRAM every step)."""
+        rows_seq = [np.asarray(rows) for rows in rows_seq]
         new, losses = [], []
         for i, state in enumerate(held):
             x, y = self._data[self._device(i)]
             total: Any = 0.0
             for rows, update in zip(rows_seq, update_masks, strict=True):
-                rows = np.asarray(rows)
                 state, metrics = (self._step if update else self._apply_step)(
                     state, x, y, rows[i] if self.per_model_rows else rows)
                 total = total + metrics["loss"]

@@ -204,8 +204,9 @@ def make_train_step(
 #: XLA options a train step is compiled with, per platform. On CPU, XLA's default copy insertion
 #: copies every donated parameter that the step reads and also updates in place: one copy of each
 #: expert weight tensor per step (3 x 8 MB for the 8 x 512 model; on the 2-core CPU the median step
-#: was 0.6-1.9 ms slower with them, of 13-16 ms, in three interleaved runs; and 22 MB more memory). Its region analysis sees that the reads come before the
-#: update and drops them (tests/test_train.py checks the compiled step for such copies).
+#: was 0.6-1.9 ms slower with them, of 13-16 ms, in three interleaved runs; and 22 MB more memory).
+#: Its region analysis sees that the reads come before the update and drops them
+#: (tests/test_train.py checks the compiled step for such copies).
 TRAIN_STEP_COMPILER_OPTIONS: dict[str, dict[str, Any]] = {
     "cpu": {"xla_cpu_copy_insertion_use_region_analysis": True},
 }
@@ -221,6 +222,13 @@ TRAIN_STEP_COMPILER_OPTIONS: dict[str, dict[str, Any]] = {
 CPU_BACKEND_EXTRA_OPTIONS: tuple[str, ...] = ("xla_cpu_use_multi_output_fusion",)
 
 
+def jax_backend_started() -> bool:
+    """Whether JAX has started a backend (so it has read ``XLA_FLAGS`` and its CPU device count)."""
+    from jax._src import xla_bridge  # no public query for "backend started"
+
+    return xla_bridge.backends_are_initialized()
+
+
 def configure_cpu_backend() -> bool:
     """Adds :data:`CPU_BACKEND_EXTRA_OPTIONS` to ``XLA_FLAGS``; call before JAX starts a backend.
 
@@ -231,9 +239,7 @@ def configure_cpu_backend() -> bool:
     xla_flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_extra_options" in xla_flags:
         return False
-    from jax._src import xla_bridge  # no public query for "backend started"
-
-    if xla_bridge.backends_are_initialized():
+    if jax_backend_started():
         warnings.warn("JAX already runs, so its CPU compiler keeps the options it started with "
                       f"(call configure_cpu_backend before any JAX computation to add {CPU_BACKEND_EXTRA_OPTIONS})",
                       stacklevel=2)

@@ -17,8 +17,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from configs import default
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.data.dataset import build_dataset
-from mann_jax.train import (ModelFunctions, TrainState, batch_order, build_model, check_resumable, configure_cpu_backend,
-                            gating_scalars, gating_summary, init_state, jit_train_step, make_optimizer, make_train_step, train)
+from mann_jax.train import (ModelFunctions, TrainState, batch_order, build_model, check_resumable,
+                            configure_cpu_backend, gating_scalars, gating_summary, init_state, jit_train_step,
+                            make_optimizer, make_train_step, train)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -152,7 +153,8 @@ def test_configure_cpu_backend_warns_once_jax_runs(monkeypatch):
 
 def test_configure_cpu_backend_adds_its_options_before_jax_starts():
     code = ("import os; from mann_jax.train import configure_cpu_backend as c; "
-            "print(c(), os.environ['XLA_FLAGS']); import jax.numpy as j; f = __import__('jax').jit(lambda a, b: (a * 2 + b, a * 3 - b)); "
+            "print(c(), os.environ['XLA_FLAGS']); import jax, jax.numpy as j; "
+            "f = jax.jit(lambda a, b: (a * 2 + b, a * 3 - b)); "
             "print(f.lower(j.ones(99), j.ones(99)).compile().as_text().count('(f32[99]{0}, f32[99]{0}) fusion('))")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu",
                                                                         "XLA_FLAGS": "--xla_cpu_ftz=false"}
