@@ -43,12 +43,15 @@ import sys
 
 
 def _threads_from_argv(argv: list[str]) -> int:
-    """``--threads`` read before absl (numpy's BLAS reads its thread count once, at import)."""
+    """``--threads`` read before absl (numpy's BLAS reads its thread count once, at import); 0 (touch
+    nothing) for a value that is not an integer, which absl then refuses with its own message."""
     for i, arg in enumerate(argv):
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
+        if arg.startswith("--threads=") or (arg == "--threads" and i + 1 < len(argv)):
+            value = arg.split("=", 1)[1] if "=" in arg else argv[i + 1]
+            try:
+                return int(value)
+            except ValueError:
+                return 0
     return 1
 
 

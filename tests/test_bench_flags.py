@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
     ("experiments.bench_inference", "--sparsity=1"),
     ("experiments.bench_inference", "--repeats=0"),
     ("experiments.bench_inference", "--batch=0"),
+    ("experiments.bench_inference", "--threads=-1"),
+    ("experiments.bench_inference", "--threads=two"),
     ("experiments.bench_inference", "--cold_frames=-1"),
 ])
 def test_bad_benchmark_flags_are_one_line_errors(command, flag):
