@@ -56,7 +56,11 @@ def run(main: Callable[[list[str]], None], *, also: tuple[type[Exception], ...] 
     before anything starts JAX."""
     from absl import app
 
-    configure_cpu_backend()
+    try:
+        configure_cpu_backend()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
     started = False
 

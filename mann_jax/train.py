@@ -219,7 +219,15 @@ TRAIN_STEP_COMPILER_OPTIONS: dict[str, dict[str, Any]] = {
 #: moments instead of one pass each (the 8 x 512 step on the 2-core CPU, three alternated processes of
 #: 100 steps: median 10.37 / 9.57 / 10.63 ms without, 9.14 / 9.23 / 9.54 ms with; parameters after 20
 #: steps equal bit for bit). Options named ``xla_...`` are not handed on to LLVM: GPU backends ignore them.
+#: Caveat: XLA:CPU leaves this fusion off by default, and in jaxlib 0.10.2 it aborts the process (a
+#: CHECK failure in ``symbolic_map.cc``: "Number of dimensions of this map must match number of
+#: results of other map") compiling some programs, e.g. four scatter-adds of the quarters of one
+#: vector, ``sum(jnp.zeros(4, jnp.int32).at[c].add(1) for c in jnp.split(keys, 4))``. Every program
+#: of the project compiles with it (the test suite runs with it on: ``tests/conftest.py``); for code
+#: of your own that hits it, set :data:`OPT_OUT_ENV` to ``off``.
 CPU_BACKEND_EXTRA_OPTIONS: tuple[str, ...] = ("xla_cpu_use_multi_output_fusion",)
+#: Environment variable that, set to ``off``, keeps :func:`configure_cpu_backend` from adding anything.
+OPT_OUT_ENV = "MANN_JAX_CPU_BACKEND_OPTIONS"
 
 
 def jax_backend_started() -> bool:
@@ -232,12 +240,18 @@ def jax_backend_started() -> bool:
 def configure_cpu_backend() -> bool:
     """Adds :data:`CPU_BACKEND_EXTRA_OPTIONS` to ``XLA_FLAGS``; call before JAX starts a backend.
 
-    Returns whether it did. It does not when ``XLA_FLAGS`` already sets
-    ``--xla_backend_extra_options`` (the user's choice stands: a second occurrence would replace
-    it), nor when a JAX backend already runs (it read ``XLA_FLAGS`` when it started; warns).
+    Returns whether it did. It does not when :data:`OPT_OUT_ENV` is ``off``, when ``XLA_FLAGS``
+    already sets ``--xla_backend_extra_options`` (the user's choice stands: a second occurrence would
+    replace it), nor when a JAX backend already runs (it read ``XLA_FLAGS`` when it started; warns).
+
+    Raises:
+        ConfigError: :data:`OPT_OUT_ENV` holds something other than ``on`` or ``off``.
     """
+    setting = os.environ.get(OPT_OUT_ENV, "on").strip().lower()
+    if setting not in ("on", "off"):
+        raise config_errors.ConfigError(f"environment variable {OPT_OUT_ENV} must be 'on' or 'off', got {setting!r}")
     xla_flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_extra_options" in xla_flags:
+    if setting == "off" or "xla_backend_extra_options" in xla_flags:
         return False
     if jax_backend_started():
         warnings.warn("JAX already runs, so its CPU compiler keeps the options it started with "

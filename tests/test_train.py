@@ -16,8 +16,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from configs import default
 from mann_jax.checkpoint import CheckpointError, Checkpoints
+from mann_jax.config_errors import ConfigError
 from mann_jax.data.dataset import build_dataset
-from mann_jax.train import (ModelFunctions, TrainState, batch_order, build_model, check_resumable,
+from mann_jax.train import (OPT_OUT_ENV, ModelFunctions, TrainState, batch_order, build_model, check_resumable,
                             configure_cpu_backend, gating_scalars, gating_summary, init_state, jit_train_step,
                             make_optimizer, make_train_step, train)
 
@@ -122,6 +123,8 @@ def test_cpu_backend_computes_adams_two_moments_in_one_loop():
     xla_flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_extra_options" in xla_flags and "xla_cpu_use_multi_output_fusion" not in xla_flags:
         pytest.skip("XLA_FLAGS sets backend options of its own (configure_cpu_backend leaves them)")
+    if os.environ.get(OPT_OUT_ENV, "").strip().lower() == "off":
+        pytest.skip(f"{OPT_OUT_ENV}=off: the suite runs without the CPU backend options")
     assert "xla_cpu_use_multi_output_fusion" in xla_flags
     config = tiny_config("unused")
     config.model.update(hidden_sizes=(64, 64), n_experts=4)
@@ -143,8 +146,28 @@ def test_configure_cpu_backend_leaves_the_users_backend_options_alone(monkeypatc
     assert os.environ["XLA_FLAGS"] == "--xla_backend_extra_options=xla_cpu_flatten_after_fusion"
 
 
+def test_configure_cpu_backend_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    monkeypatch.setenv(OPT_OUT_ENV, "Off")
+    assert configure_cpu_backend() is False
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1"
+    monkeypatch.setenv(OPT_OUT_ENV, "no")
+    with pytest.raises(ConfigError, match=f"{OPT_OUT_ENV} must be 'on' or 'off', got 'no'"):
+        configure_cpu_backend()
+
+
+def test_a_bad_opt_out_value_ends_a_command_with_one_line(tmp_path):
+    env = {**os.environ, OPT_OUT_ENV: "maybe"}
+    done = subprocess.run([sys.executable, "-m", "experiments.train", "--helpshort"], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: environment variable {OPT_OUT_ENV} must be 'on' or 'off', got 'maybe'"]
+
+
 def test_configure_cpu_backend_warns_once_jax_runs(monkeypatch):
     jnp.zeros(1).block_until_ready()  # the backend has started (it read XLA_FLAGS then)
+    monkeypatch.delenv(OPT_OUT_ENV, raising=False)
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
     with pytest.warns(UserWarning, match="configure_cpu_backend before any JAX computation"):
         assert configure_cpu_backend() is False
@@ -156,13 +179,14 @@ def test_configure_cpu_backend_adds_its_options_before_jax_starts():
             "print(c(), os.environ['XLA_FLAGS']); import jax, jax.numpy as j; "
             "f = jax.jit(lambda a, b: (a * 2 + b, a * 3 - b)); "
             "print(f.lower(j.ones(99), j.ones(99)).compile().as_text().count('(f32[99]{0}, f32[99]{0}) fusion('))")
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu",
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", OPT_OUT_ENV)} | {"JAX_PLATFORMS": "cpu",
                                                                         "XLA_FLAGS": "--xla_cpu_ftz=false"}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     first, count = out.stdout.splitlines()
     assert first == "True --xla_cpu_ftz=false --xla_backend_extra_options=xla_cpu_use_multi_output_fusion"
     assert count == "1"  # the two outputs come out of one loop
+
 
 def _run_train(workdir, cache, *extra, wait=True):
     cmd = [sys.executable, "-m", "experiments.train", "--config", "configs/default.py", f"--workdir={workdir}",
