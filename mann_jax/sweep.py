@@ -36,10 +36,10 @@ Design
 
   - One single-model step already keeps both cores busy (CPU time / wall time 1.84-1.93): XLA
     splits its large fusions and reductions, and YNNPACK runs its matmuls multi-threaded. At
-    batch 32 the step is bound by per-model memory traffic (weights read forward and backward,
-    weight gradients written, Adam moments and masks read and written: ~180 MB per model and
-    step) and, inside the pruning window, by the exact global top-k of the mask update
-    (``lowest_k``: 32 counting passes over 5.5 M keys, ~70 of the ~100 ms of a pruned step).
+    batch 32 the step is bound by its nine batch-32 products and the optimizer's passes over
+    parameters, moments and masks (~180 MB per model and step) and, on a mask update, by the
+    exact global top-k (``lowest_k``: two 16-bit histogram passes over 5.5 M keys, ~58 of a ~70 ms
+    update step; 32 counting passes, ~70 of ~100 ms, before the fourth session of 2026-11-23).
     None of that is shared between levels, so no layout can make K models cost much less than K
     single steps on this machine.
   - ``vmap`` is slower than separate steps: the batched weight-gradient products
@@ -61,6 +61,11 @@ Design
     concurrently, but each step already uses both cores: measured from -5 % to +16 % against one
     device, so the default is one device (``sweep.cpu_devices = 1``). More devices than cores
     (e.g. one per level) oversubscribe: 1.4-1.6x slower.
+  - Nor do separate processes, one pinned to each core (the one way left to run two models at
+    once without them sharing cores): two such processes taking single-model steps side by side
+    took 0.85-1.25x (median 1.07) the time of one process on both cores taking the same steps
+    (six alternated runs of 300-600 steps, sixth session of 2026-11-23). So the 0.8 target is out
+    of reach on this 2-core machine.
   - Hence on CPU ``"auto"`` = ``"loop"`` on one device: the same work as running the levels one
     after another (ratio ~1.0 per step), without K process starts, data loads and compilations.
   - **Model by model between events.** ``run_loop`` hands all the steps up to its next log line,
