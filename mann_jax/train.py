@@ -247,9 +247,10 @@ def configure_cpu_backend() -> bool:
     Raises:
         ConfigError: :data:`OPT_OUT_ENV` holds something other than ``on`` or ``off``.
     """
-    setting = os.environ.get(OPT_OUT_ENV, "on").strip().lower()
+    raw = os.environ.get(OPT_OUT_ENV, "on")
+    setting = raw.strip().lower()
     if setting not in ("on", "off"):
-        raise config_errors.ConfigError(f"environment variable {OPT_OUT_ENV} must be 'on' or 'off', got {setting!r}")
+        raise config_errors.ConfigError(f"environment variable {OPT_OUT_ENV} must be 'on' or 'off', got {raw!r}")
     xla_flags = os.environ.get("XLA_FLAGS", "")
     if setting == "off" or "xla_backend_extra_options" in xla_flags:
         return False

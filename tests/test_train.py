@@ -156,13 +156,13 @@ def test_configure_cpu_backend_can_be_turned_off(monkeypatch):
         configure_cpu_backend()
 
 
-def test_a_bad_opt_out_value_ends_a_command_with_one_line(tmp_path):
-    env = {**os.environ, OPT_OUT_ENV: "maybe"}
+def test_a_bad_opt_out_value_ends_a_command_with_one_line():
+    env = {**os.environ, OPT_OUT_ENV: "Maybe"}
     done = subprocess.run([sys.executable, "-m", "experiments.train", "--helpshort"], env=env, capture_output=True,
                           text=True, timeout=120, cwd=REPO)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
-        f"error: environment variable {OPT_OUT_ENV} must be 'on' or 'off', got 'maybe'"]
+        f"error: environment variable {OPT_OUT_ENV} must be 'on' or 'off', got 'Maybe'"]
 
 
 def test_configure_cpu_backend_warns_once_jax_runs(monkeypatch):
