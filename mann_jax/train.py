@@ -237,6 +237,19 @@ def jax_backend_started() -> bool:
     return xla_bridge.backends_are_initialized()
 
 
+def cpu_backend_opted_out() -> bool:
+    """Whether :data:`OPT_OUT_ENV` is ``off`` (any case; unset means ``on``).
+
+    Raises:
+        ConfigError: it holds something other than ``on`` or ``off``.
+    """
+    raw = os.environ.get(OPT_OUT_ENV, "on")
+    setting = raw.strip().lower()
+    if setting not in ("on", "off"):
+        raise config_errors.ConfigError(f"environment variable {OPT_OUT_ENV} must be 'on' or 'off', got {raw!r}")
+    return setting == "off"
+
+
 def configure_cpu_backend() -> bool:
     """Adds :data:`CPU_BACKEND_EXTRA_OPTIONS` to ``XLA_FLAGS``; call before JAX starts a backend.
 
@@ -247,12 +260,8 @@ def configure_cpu_backend() -> bool:
     Raises:
         ConfigError: :data:`OPT_OUT_ENV` holds something other than ``on`` or ``off``.
     """
-    raw = os.environ.get(OPT_OUT_ENV, "on")
-    setting = raw.strip().lower()
-    if setting not in ("on", "off"):
-        raise config_errors.ConfigError(f"environment variable {OPT_OUT_ENV} must be 'on' or 'off', got {raw!r}")
     xla_flags = os.environ.get("XLA_FLAGS", "")
-    if setting == "off" or "xla_backend_extra_options" in xla_flags:
+    if cpu_backend_opted_out() or "xla_backend_extra_options" in xla_flags:
         return False
     if jax_backend_started():
         warnings.warn("JAX already runs, so its CPU compiler keeps the options it started with "

@@ -19,8 +19,8 @@ from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.config_errors import ConfigError
 from mann_jax.data.dataset import build_dataset
 from mann_jax.train import (OPT_OUT_ENV, ModelFunctions, TrainState, batch_order, build_model, check_resumable,
-                            configure_cpu_backend, gating_scalars, gating_summary, init_state, jit_train_step,
-                            make_optimizer, make_train_step, train)
+                            configure_cpu_backend, cpu_backend_opted_out, gating_scalars, gating_summary, init_state,
+                            jit_train_step, make_optimizer, make_train_step, train)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -123,7 +123,7 @@ def test_cpu_backend_computes_adams_two_moments_in_one_loop():
     xla_flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_extra_options" in xla_flags and "xla_cpu_use_multi_output_fusion" not in xla_flags:
         pytest.skip("XLA_FLAGS sets backend options of its own (configure_cpu_backend leaves them)")
-    if os.environ.get(OPT_OUT_ENV, "").strip().lower() == "off":
+    if cpu_backend_opted_out():
         pytest.skip(f"{OPT_OUT_ENV}=off: the suite runs without the CPU backend options")
     assert "xla_cpu_use_multi_output_fusion" in xla_flags
     config = tiny_config("unused")
