@@ -21,7 +21,7 @@ def data_config() -> ml_collections.ConfigDict:
     d.synthetic_seconds = 20.0
     d.mirror = True  # add left/right mirrored copies, as the original export did
     d.floor_height = 0.0  # metres
-    d.root_sigma_frames = 6.0  # Gaussian smoothing of the root trajectory and facing
+    d.root_smoothing_frames = 5  # triangular smoothing of the root, frames each side (the exporter's RootSmoothing)
     d.support_window_seconds = 2.0  # contacts/styles measure heights above the lowest paw over this window; 0 = floor_height
     d.contact_max_height = 0.04  # metres above the floor
     d.contact_max_speed = 0.4  # m/s, horizontal

@@ -22,7 +22,7 @@ def _features(motion: Motion, labels=None):
     pose = forward_kinematics(motion)
     root = compute_root(pose, motion.skeleton, fps=motion.fps)
     styles = soft_styles(np.zeros(motion.num_frames, int) if labels is None else labels, 6.0)
-    return pose, root, styles, clip_features(pose, root, styles, fps=motion.fps)
+    return pose, root, styles, clip_features(pose, motion.skeleton, root, styles, fps=motion.fps)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_mirrored_features_match_features_of_mirrored_motion(walk_clip):
     pose, root, styles, f = _features(walk_clip)
     mpose = mirror_pose(pose, walk_clip.skeleton)
     mroot = compute_root(mpose, walk_clip.skeleton, fps=walk_clip.fps)
-    m = clip_features(mpose, mroot, styles, fps=walk_clip.fps)
+    m = clip_features(mpose, walk_clip.skeleton, mroot, styles, fps=walk_clip.fps, mirrored=True)
     np.testing.assert_allclose(m.inputs, mirror_features(f.inputs, "input"), atol=2e-5)
     np.testing.assert_allclose(m.outputs, mirror_features(f.outputs, "output"), atol=2e-4)
     # Mirroring twice is the identity, for poses and for feature rows.
@@ -76,11 +76,13 @@ def test_root_trajectory_is_smooth_and_facing_follows_motion(dog_clip_paths):
         pose = forward_kinematics(motion)
         root = compute_root(pose, motion.skeleton, fps=motion.fps)
         fps = motion.fps
-        acc = np.linalg.norm(np.diff(root.positions, 2, axis=0), axis=1) * fps**2
-        hips = pose.positions[:, 0] * [1, 0, 1]
+        # The smoothing window is clamped at the clip's ends (as the original's): judge the interior.
+        inner = slice(6, -6)
+        acc = np.linalg.norm(np.diff(root.positions[inner], 2, axis=0), axis=1) * fps**2
+        hips = pose.positions[inner, 0] * [1, 0, 1]
         hips_acc = np.linalg.norm(np.diff(hips, 2, axis=0), axis=1) * fps**2
-        # Gait sway removed: the root accelerates far less than the raw hips.
-        assert np.percentile(acc, 99) < 0.6 * np.percentile(hips_acc, 99), path.name
+        # The original's light smoothing (5 frames each side) still takes the jitter out of the hips.
+        assert np.percentile(acc, 99) < 0.85 * np.percentile(hips_acc, 99), path.name
         np.testing.assert_allclose(np.linalg.norm(root.directions, axis=1), 1.0, atol=1e-9)
         yaw_rate = np.abs(signed_angle_degrees(root.directions[:-1], root.directions[1:])) * fps
         assert yaw_rate.max() < 400.0, path.name  # no facing flips
@@ -112,7 +114,7 @@ def test_short_clip_and_nan_are_clear_errors(walk_clip):
     config = default.get_config().data
     short = Motion(walk_clip.name, walk_clip.skeleton, walk_clip.local_rotations[:100],
                    walk_clip.local_translations[:100], walk_clip.frame_time)
-    with pytest.raises(MotionDataError, match=r"100 frames; the trajectory window needs at least 112"):
+    with pytest.raises(MotionDataError, match=r"100 frames; the trajectory window needs at least 122"):
         clip_rows(short, config, source="short.bvh")
     bad = walk_clip.local_translations.copy()
     bad[5, 0, 1] = np.nan

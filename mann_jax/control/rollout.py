@@ -19,7 +19,7 @@ z = facing, as :mod:`mann_jax.data.layout`):
      ``← lerp(speed, |target_velocity|, g)``.
 
 2. **Network input** (``Animate``). The 12 trajectory samples (points 0, 10, …, 110 of the 111
-   per-frame points: 60 past, the current root, 50 future) relative to the current root, and the
+   points: 60 past frames, the current root, 50 future points over the next second) relative to the current root, and the
    posture of the previous frame relative to the previous root (point 59) — exactly the columns of
    :mod:`mann_jax.data.features`. It is normalised with the dataset's
    :class:`~mann_jax.data.normalisation.Normalisation`, run through the MANN in evaluation mode
@@ -48,9 +48,9 @@ root update (so drift is measured, not hidden).
 commands are explicit headings and velocities rather than keys, so the keyboard logic (``PoolBias``
 speed per style, the PID speed controller, curvature-dependent jump rules, the 1 s intro walk) is
 absent; the target heading is smoothed as an ANGLE (the original lerps direction vectors, which
-degenerates for a 180° command); the future position blend uses ``dt = 1/fps`` per point
-(``future_step="fps"``, consistent with the trajectory velocities) where the original used 1/50
-(``future_step="original"``, a 20 % longer commanded path).
+degenerates for a 180° command). The future position blend uses ``dt = 1/50`` per point as the
+original (``future_step="original"``: the 50 future points span one second, the span of the data's
+future samples).
 
 **Vectorisation.** :func:`simulate` is ONE character under any predictor, a ``lax.scan`` over
 frames. :func:`rollout` jits it, ``vmap``-ed over characters (scenarios) and, with
@@ -79,10 +79,15 @@ from mann_jax.model import apply
 
 Params = dict[str, Any]
 
-NUM_POINTS = layout.PAST_FRAMES + layout.FUTURE_FRAMES + 1  # 111 per-frame trajectory points
-ROOT_POINT = layout.PAST_FRAMES  # 60: the current root
-FUTURE = layout.FUTURE_FRAMES  # 50 future points
-SAMPLE_POINTS = np.minimum(np.arange(layout.NUM_TRAJECTORY_SAMPLES) * layout.TRAJECTORY_STEP, NUM_POINTS - 1)
+# The runtime's trajectory (BioAnimation_Wolf.cs): 111 points, a sample every POINT_DENSITY points. The
+# 60 past points are past frames (1/60 s apart); the 50 future points span the next second (1/50 s
+# apart), so samples fall at -1 s .. -1/6 s every 1/6 s and 0.2 s .. 1 s every 0.2 s: the exporter's
+# :data:`layout.SAMPLE_OFFSETS`.
+POINT_DENSITY = 10
+ROOT_POINT = POINT_DENSITY * layout.CURRENT_SAMPLE  # 60: the current root
+FUTURE = POINT_DENSITY * (layout.NUM_TRAJECTORY_SAMPLES - 1 - layout.CURRENT_SAMPLE)  # 50 future points
+NUM_POINTS = ROOT_POINT + FUTURE + 1  # 111
+SAMPLE_POINTS = np.arange(layout.NUM_TRAJECTORY_SAMPLES) * POINT_DENSITY
 
 IDLE, MOVE, JUMP, SIT, STAND, LIE = range(layout.NUM_STYLES)
 
@@ -100,8 +105,8 @@ def _interpolation_matrix(num_points: int, num_samples: int, step: int) -> np.nd
 
 
 # Every one of the 111 points from the 12 samples; the 51 current+future points from samples 6..11.
-_W_ALL = _interpolation_matrix(NUM_POINTS, layout.NUM_TRAJECTORY_SAMPLES, layout.TRAJECTORY_STEP)
-_W_FUTURE = _interpolation_matrix(FUTURE + 1, layout.NUM_FUTURE_SAMPLES, layout.TRAJECTORY_STEP)
+_W_ALL = _interpolation_matrix(NUM_POINTS, layout.NUM_TRAJECTORY_SAMPLES, POINT_DENSITY)
+_W_FUTURE = _interpolation_matrix(FUTURE + 1, layout.NUM_FUTURE_SAMPLES, POINT_DENSITY)
 
 
 # ----------------------------------------------------------------------------- data structures
@@ -119,7 +124,8 @@ class ControlSettings:
       trajectory_blend: weight of the network's future trajectory against the extrapolated one (0.5).
       posture_blend: weight of the predicted bone positions against ``previous + v/fps`` (0.5).
       damp_root_when_idle: apply the original's root-motion factor ``u`` (see the module docstring).
-      future_step: ``"fps"`` (``dt = 1/fps`` per future point) or ``"original"`` (1/50).
+      future_step: ``"original"`` (``dt = 1/50`` per future point: the 50 points span the next second,
+        as the data's future samples) or ``"fps"`` (``1/fps``: a path 1/6 shorter than the data's).
       record_inputs: also return the network input of every frame (memory: T x 480 per character).
     """
 
@@ -132,7 +138,7 @@ class ControlSettings:
     trajectory_blend: float = 0.5
     posture_blend: float = 0.5
     damp_root_when_idle: bool = True
-    future_step: Literal["fps", "original"] = "fps"
+    future_step: Literal["fps", "original"] = "original"
     record_inputs: bool = False
 
 

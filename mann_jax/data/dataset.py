@@ -50,7 +50,7 @@ from mann_jax.data.trajectory import compute_root
 log = logging.getLogger(__name__)
 
 # Bump when the feature computation changes, so old caches are never served.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 SPLITS = ("train", "val", "test")
 
 
@@ -173,7 +173,7 @@ def clip_rows(
 
     Args:
       motion: the clip.
-      config: the data config (floor_height, root_sigma_frames, contact thresholds, styles, mirror).
+      config: the data config (floor_height, root_smoothing_frames, contact thresholds, styles, mirror).
       labels: ``(T,)`` ground-truth style labels (the synthetic generator's); derived otherwise.
       label_file: optional label file overriding the derived labels on its ranges.
       source: the file the clip came from, for error messages.
@@ -188,7 +188,8 @@ def clip_rows(
     floor = float(config.floor_height)
     pose = forward_kinematics(motion)
     skeleton = motion.skeleton
-    root = compute_root(pose, skeleton, fps=fps, floor_height=floor, sigma_frames=float(config.root_sigma_frames))
+    smoothing = int(config.root_smoothing_frames)
+    root = compute_root(pose, skeleton, fps=fps, floor_height=floor, smoothing_frames=smoothing)
     rules = style_rules_from(config)
     if labels is None:
         support: float | np.ndarray = floor
@@ -203,14 +204,13 @@ def clip_rows(
     if label_file is not None:
         labels = apply_label_file(labels, label_file)
     styles = soft_styles(labels, rules.blend_sigma_frames)
-    feats = clip_features(pose, root, styles, fps=fps)
+    feats = clip_features(pose, skeleton, root, styles, fps=fps)
     inputs, outputs, frames = [feats.inputs], [feats.outputs], [feats.frames]
     mirrored = [np.zeros(len(feats.frames), bool)]
     if config.mirror:
         mirrored_pose = mirror_pose(pose, skeleton)
-        mirrored_root = compute_root(
-            mirrored_pose, skeleton, fps=fps, floor_height=floor, sigma_frames=float(config.root_sigma_frames))
-        m = clip_features(mirrored_pose, mirrored_root, styles, fps=fps)
+        mirrored_root = compute_root(mirrored_pose, skeleton, fps=fps, floor_height=floor, smoothing_frames=smoothing)
+        m = clip_features(mirrored_pose, skeleton, mirrored_root, styles, fps=fps, mirrored=True)
         inputs.append(m.inputs)
         outputs.append(m.outputs)
         frames.append(m.frames)

@@ -2,14 +2,15 @@
 
 Input (480 columns), the original MANN dog layout (AI4Animation SIGGRAPH_2018)::
 
-    [0, 156)    12 trajectory samples x 13, sample k = 0..11 at frame offset 10·(k − 6)
-                (sample 6 is the current frame), each relative to the CURRENT root:
+    [0, 156)    12 trajectory samples x 13 at the frame offsets :data:`SAMPLE_OFFSETS` (past
+                samples every 1/6 s, sample 6 the current frame, future samples every 1/5 s),
+                each relative to the CURRENT root:
                   +0 +1  position x, z          +2 +3  direction x, z
-                  +4 +5  velocity x, z (m/s)    +6     speed (m/s)
+                  +4 +5  velocity x, z (m/s)    +6     speed (metres in the next second)
                   +7..+12  styles Idle, Move, Jump, Sit, Stand, Lie
     [156, 480)  27 bones x 12 of the PREVIOUS frame, relative to the PREVIOUS root:
-                  +0..2 position, +3..5 forward (+Z axis), +6..8 up (+Y axis),
-                  +9..11 velocity (m/s)
+                  +0..2 position, +3..5 forward (+Z axis), +6..8 up (+Y axis), both after the
+                  bone's :data:`AXIS_CORRECTIONS`, +9..11 velocity (m/s)
 
 Output (363 columns)::
 
@@ -57,10 +58,21 @@ PAWS: tuple[str, ...] = ("LeftHandSite", "RightHandSite", "LeftFootSite", "Right
 PAW_INDICES: tuple[int, ...] = tuple(BONES.index(p) for p in PAWS)
 
 NUM_TRAJECTORY_SAMPLES = 12
-TRAJECTORY_STEP = 10  # frames between samples
-CURRENT_SAMPLE = 6  # sample k is at frame offset TRAJECTORY_STEP * (k - CURRENT_SAMPLE)
-PAST_FRAMES = TRAJECTORY_STEP * CURRENT_SAMPLE  # 60
-FUTURE_FRAMES = TRAJECTORY_STEP * (NUM_TRAJECTORY_SAMPLES - 1 - CURRENT_SAMPLE)  # 50
+FRAMERATE = 60  # frames per second of every feature row (the exporter's Framerate)
+CURRENT_SAMPLE = 6
+# Frame offset of each sample from the current frame (TrajectoryModule.GetTrajectory): six past
+# samples every 1/6 s, the current frame, five future samples every 1/5 s.
+SAMPLE_OFFSETS: tuple[int, ...] = (-60, -50, -40, -30, -20, -10, 0, 12, 24, 36, 48, 60)
+PAST_FRAMES = -SAMPLE_OFFSETS[0]  # 60
+FUTURE_FRAMES = SAMPLE_OFFSETS[-1]  # 60
+
+# Constant rotations about a bone's local x axis (degrees) that the original's skeleton applies
+# before its forward (+Z) and up (+Y) axes are read: the MotionEditor's per-bone corrections for the
+# dog. Not in the public code; inferred from the exporter's rows (mocap-sample.txt), where they are
+# exact for every bone (python -m experiments.parity).
+AXIS_CORRECTIONS: dict[str, float] = {
+    "Head": 90.0, "HeadSite": 90.0, "LeftShoulder": 90.0, "RightShoulder": 90.0, "Tail": -45.0,
+}
 
 SAMPLE_WIDTH = 13  # pos 2, dir 2, vel 2, speed 1, styles 6
 BONE_WIDTH = 12  # pos 3, forward 3, up 3, vel 3
@@ -154,11 +166,19 @@ def _bone_column_names() -> list[str]:
 def mirror_signs_and_permutation(kind: str) -> tuple[np.ndarray, np.ndarray]:
     """How a left/right mirror acts on a feature vector: ``mirrored = (v * signs)[..., perm]``.
 
-    The mirror negates every root-local x component and the turning rate, and swaps each
-    ``Left*`` bone block with its ``Right*`` twin. ``kind`` is ``"input"`` or ``"output"``.
+    The mirror negates every root-local x component and the turning rate, except that a bone's
+    forward axis keeps its x and negates y and z (the original's mirror mode reverses the mirror
+    image's forward axis: :func:`mann_jax.data.features.bone_axes`), and swaps each ``Left*`` bone
+    block with its ``Right*`` twin. ``kind`` is ``"input"`` or ``"output"``.
     """
     names = {"input": input_column_names, "output": output_column_names}[kind]()
-    signs = np.array([-1.0 if n.endswith(".x") or n in ("root.dx", "root.dtheta") else 1.0 for n in names])
+
+    def sign(name: str) -> float:
+        if ".fwd." in name:
+            return 1.0 if name.endswith(".x") else -1.0
+        return -1.0 if name.endswith(".x") or name in ("root.dx", "root.dtheta") else 1.0
+
+    signs = np.array([sign(n) for n in names])
     swapped = [n.replace("Left", "\0").replace("Right", "Left").replace("\0", "Right") for n in names]
     index = {n: i for i, n in enumerate(names)}
     perm = np.array([index[n] for n in swapped])

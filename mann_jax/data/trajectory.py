@@ -1,23 +1,20 @@
-"""The character root: where the dog is on the ground and which way it faces.
+"""The character root: where the dog is on the ground, which way it faces, how fast it goes.
 
-Definition (applied identically to mocap, generated clips and rollouts):
+The definitions are the original exporter's (AI4Animation SIGGRAPH_2018, ``DataProcessing/Frame.cs``:
+``GetBoneTransformation(index, mirrored, smoothing)``, ``GetRootTransformation``,
+``GetRootVelocity``, ``GetSpeed``); on the exporter's own rows (``mocap-sample.txt``) every trajectory
+column agrees to the 5 decimals the rows were printed with (``python -m experiments.parity``):
 
-* **Ground projection.** The root position is the Hips point projected onto the floor plane
-  ``y = floor_height`` (default 0: the dog data and the procedural default put the floor at y = 0;
-  clips on raised platforms are the caller's to leave out of floor-based metrics).
-* **Facing direction.** The horizontal unit vector ``forward = left × up`` where ``left`` is the
-  hip axis ``LeftUpLeg − RightUpLeg``, averaged with the horizontal spine direction
-  ``Neck − Hips``. The hip axis stays horizontal when the dog rears up or sits (where the spine
-  points up and its horizontal projection degenerates); the spine term keeps the estimate stable
-  when the pelvis rolls during a gait.
-* **Smoothing.** Gait sway and pelvis roll are removed with a Gaussian filter over time
-  (``sigma_frames``, default 6 frames = 0.1 s at 60 fps) on the positions and the facing vectors
-  (renormalised afterwards). The trajectory is then C∞-smooth; bones relative to it still carry
-  the sway.
-* **Velocity and speed.** Velocity is the central difference of the smoothed root position
-  (m/s). Speed is the magnitude of the velocity averaged over a centred window of
-  ``speed_window`` frames (default 31 ≈ 0.5 s), as a slowly varying scalar control signal.
-* **Root-local frame.** z = facing, y = world up, x = y × z (the character's left).
+* **Smoothing.** A point's position averaged over the frames ``t − s .. t + s`` (clamped to the
+  clip) with triangular weights; ``s`` is the editor's ``RootSmoothing``, 5 frames for the dog data
+  (an editor setting, not in the public code: fitted on the rows, where it is exact).
+* **Position.** The smoothed Hips projected onto the floor plane ``y = floor_height``.
+* **Facing.** The horizontal direction from the smoothed Hips to the smoothed Neck.
+* **Velocity.** Backward difference of the smoothed Hips times the frame rate, ``y = 0`` (the first
+  frame takes the second's).
+* **Speed.** Length of the path through the root positions at ``t, t + 0.2 s, …, t + 1 s`` (clamped
+  at the clip's end): metres covered in the next second.
+* **Root-local frame.** z = facing, y = world up, x = y × z.
 """
 
 from __future__ import annotations
@@ -25,11 +22,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from mann_jax.data.skeleton import Pose, Skeleton
 
 _UP = np.array([0.0, 1.0, 0.0])
+SPEED_SAMPLES = 5  # GetSpeed: root positions every 1/5 s over the next second
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +37,7 @@ class Root:
       positions: ``(T, 3)`` on the floor plane.
       directions: ``(T, 3)`` horizontal unit facing vectors.
       velocities: ``(T, 3)`` horizontal, m/s.
-      speeds: ``(T,)`` m/s, windowed mean of ``|velocity|``.
+      speeds: ``(T,)`` metres covered in the next second.
     """
 
     positions: np.ndarray
@@ -55,36 +52,58 @@ def _horizontal_unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(n, 1e-9)
 
 
+def smooth_triangular(x: np.ndarray, half_width: int) -> np.ndarray:
+    """``x`` ``(T, ...)`` averaged over frames ``t ± half_width`` with triangular weights.
+
+    At the clip's ends the window is clamped and the triangle spans the frames that remain, exactly
+    as ``Frame.GetBoneTransformation(index, mirrored, smoothing)`` does.
+    """
+    if half_width <= 0:
+        return np.array(x, dtype=np.float64)
+    t = np.arange(len(x))
+    lo = np.maximum(t - half_width, 0)
+    n = np.minimum(t + half_width, len(x) - 1) - lo + 1
+    k = np.arange(2 * half_width + 1)
+    w = 2.0 * (k + 1) / (n[:, None] + 1)
+    w = np.where(w > 1.0, 2.0 - w, w) * (k < n[:, None])
+    frames = np.minimum(lo[:, None] + k, len(x) - 1)
+    w = w / w.sum(axis=1, keepdims=True)
+    return np.einsum("tk,tk...->t...", w, np.asarray(x, np.float64)[frames])
+
+
 def compute_root(
     pose: Pose,
     skeleton: Skeleton,
     *,
     fps: float,
     floor_height: float = 0.0,
-    sigma_frames: float = 6.0,
-    speed_window: int = 31,
+    smoothing_frames: int = 5,
 ) -> Root:
-    """The smoothed ground-projected root of every frame (see the module docstring)."""
+    """The root of every frame of a clip (see the module docstring)."""
     p = pose.positions
-    hips = p[:, skeleton.index("Hips")]
-    left = p[:, skeleton.index("LeftUpLeg")] - p[:, skeleton.index("RightUpLeg")]
-    from_hips = _horizontal_unit(np.cross(left, _UP))
-    from_spine = _horizontal_unit(p[:, skeleton.index("Neck")] - hips)
-    facing = from_hips + from_spine
+    hips = smooth_triangular(p[:, skeleton.index("Hips")], smoothing_frames)
+    neck = smooth_triangular(p[:, skeleton.index("Neck")], smoothing_frames)
     positions = hips.copy()
     positions[:, 1] = floor_height
-    if sigma_frames > 0:
-        positions = gaussian_filter1d(positions, sigma_frames, axis=0, mode="nearest")
-        facing = gaussian_filter1d(facing, sigma_frames, axis=0, mode="nearest")
-    directions = _horizontal_unit(facing)
-    velocities = np.gradient(positions, axis=0) * fps
+    directions = _horizontal_unit(neck - hips)
+    velocities = np.zeros_like(hips)
+    if len(hips) > 1:
+        velocities[1:] = (hips[1:] - hips[:-1]) * fps
+        velocities[0] = velocities[1]
     velocities[:, 1] = 0.0
-    speeds = uniform_filter1d(np.linalg.norm(velocities, axis=-1), size=speed_window, mode="nearest")
+    ahead = np.minimum(np.arange(len(p))[:, None] + future_frames(fps, SPEED_SAMPLES, 1.0)[None], len(p) - 1)
+    path = positions[np.concatenate([np.arange(len(p))[:, None], ahead], axis=1)]
+    speeds = np.linalg.norm(np.diff(path, axis=1), axis=-1).sum(axis=1)
     return Root(positions=positions, directions=directions, velocities=velocities, speeds=speeds)
 
 
+def future_frames(fps: float, count: int, seconds: float) -> np.ndarray:
+    """Frame offsets of ``count`` samples evenly spaced over the next ``seconds`` (nearest frame)."""
+    return np.rint(np.arange(1, count + 1) * seconds / count * fps).astype(int)
+
+
 def local_axes(directions: np.ndarray) -> np.ndarray:
-    """``(..., 3, 3)`` rows = root-local x (left), y (up), z (facing) axes in world space."""
+    """``(..., 3, 3)`` rows = root-local x, y (up), z (facing) axes in world space; x = y × z."""
     z = directions
     x = np.stack([z[..., 2], np.zeros_like(z[..., 0]), -z[..., 0]], axis=-1)  # y × z
     y = np.broadcast_to(_UP, z.shape)
@@ -102,6 +121,6 @@ def to_local_points(points: np.ndarray, origins: np.ndarray, directions: np.ndar
 
 
 def signed_angle_degrees(from_dirs: np.ndarray, to_dirs: np.ndarray) -> np.ndarray:
-    """Signed rotation about +y from one horizontal direction to another, degrees (+ = left)."""
+    """Signed rotation about +y from one horizontal direction to another, degrees (+ toward local +x)."""
     local = to_local_vectors(to_dirs, from_dirs)
     return np.degrees(np.arctan2(local[..., 0], local[..., 2]))
