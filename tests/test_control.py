@@ -152,7 +152,7 @@ def test_too_short_clip_is_a_clear_error(synthetic):
     motion, config, x, y, _ = synthetic
     short = Motion(name="short", skeleton=motion.skeleton, local_rotations=motion.local_rotations[:100],
                    local_translations=motion.local_translations[:100], frame_time=motion.frame_time)
-    with pytest.raises(ValueError, match="short: clip has 100 frames; replay needs at least 112"):
+    with pytest.raises(ValueError, match="short: clip has 100 frames; replay needs at least 122"):
         replay_from_motion(short, config)
     with pytest.raises(ValueError, match="no feature rows"):
         replay_from_rows(x[:0], y[:0], fps=FPS)
@@ -245,7 +245,7 @@ def test_trained_model_replays_its_clip(trained):
     replay = replay_from_dataset(dataset, "D1_007_KAN01_001")
     r = rollout(result.fns, result.state.params, dataset.normalisation, replay.initial, replay.control)
     errors = replay_errors(r, replay)
-    assert errors.world[0] < 0.01
+    assert errors.world[0] < 0.02  # one step of a model trained for seconds: within 2 cm of the clip
     assert errors.local.mean() < 0.05  # posture within a few cm of the clip, relative to the root
 
 
