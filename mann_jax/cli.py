@@ -16,9 +16,10 @@ from mann_jax.config_errors import ConfigError
 from mann_jax.data.errors import MotionDataError
 from mann_jax.export.ai4animation import WeightsFormatError
 from mann_jax.train import TrainingError, configure_cpu_backend
+from mann_jax.workdir_lock import WorkdirError
 
 USER_ERRORS: tuple[type[Exception], ...] = (MotionDataError, CheckpointError, TrainingError, WeightsFormatError,
-                                             ConfigError)
+                                             ConfigError, WorkdirError)
 
 
 def clear_errors(main: Callable[[list[str]], None], *, also: tuple[type[Exception], ...] = ()

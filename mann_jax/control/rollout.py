@@ -837,7 +837,8 @@ def replay_from_motion(motion: Any, data_config: Any) -> Replay:
                          f"{MIN_CLIP_FRAMES} ({layout.PAST_FRAMES} past + 1 + {layout.FUTURE_FRAMES + 1} future)")
     rows = clip_rows(motion, data_config)
     keep = ~rows.mirrored
-    return replay_from_rows(rows.inputs[keep], rows.outputs[keep], fps=motion.fps, name=motion.name,
+    fps = motion.fps if rows.source_fps is None else 60.0  # a clip at another rate is featurised at 60 fps
+    return replay_from_rows(rows.inputs[keep], rows.outputs[keep], fps=fps, name=motion.name,
                             frames=rows.frames[keep])
 
 
