@@ -71,6 +71,8 @@ def hold(workdir: str | os.PathLike, *, enabled: bool = True) -> Iterator[Path |
         return
     folder = Path(workdir)
     path = folder / LOCK_NAME
+    if folder.exists() and not folder.is_dir():
+        raise WorkdirError(f"{folder}: the workdir is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -195,11 +195,13 @@ def resample(motion: Motion, fps: float = FEATURE_FPS, *, source: Any = None) ->
         raise MotionDataError(where, f"cannot resample a clip of {motion.num_frames} frame to {fps:g} fps")
     duration = (motion.num_frames - 1) * motion.frame_time
     times = np.arange(motion.num_frames) * motion.frame_time
-    new_times = np.arange(int(np.floor(duration * fps + 1e-6)) + 1) / fps
+    # A frame time written with 6 digits (0.0333333) ends the clip a hair before its last 60 fps frame: keep it.
+    new_times = np.arange(int(np.floor(duration * fps * (1 + 1e-5))) + 1) / fps
+    at = np.minimum(new_times, times[-1])
     rotations = np.empty((len(new_times),) + motion.local_rotations.shape[1:])
     for j in range(motion.skeleton.num_points):
         slerp = Slerp(times, Rotation.from_quat(motion.local_rotations[:, j]))
-        rotations[:, j] = slerp(new_times).as_quat(canonical=True)
+        rotations[:, j] = slerp(at).as_quat(canonical=True)
     position = np.minimum(new_times / motion.frame_time, motion.num_frames - 1)
     below = np.minimum(np.floor(position).astype(np.int64), motion.num_frames - 2)
     w = (position - below)[:, None, None]
