@@ -82,8 +82,8 @@ def hold(workdir: str | os.PathLike, *, enabled: bool = True) -> Iterator[Path |
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
+            if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):  # no flock on this filesystem
+                raise WorkdirError(f"{folder}: cannot lock the workdir: {e.strerror or e}") from None
             raise WorkdirLocked(f"{folder}: another process writes into this workdir: {_holder_text(path)}; "
                                 "wait for it to end or use another --workdir") from None
         previous = os.read(fd, 4096).decode(errors="replace").strip()

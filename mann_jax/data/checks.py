@@ -47,7 +47,7 @@ class Limits(NamedTuple):
 
     max_position: float = 1000.0  #: metres from the origin, any point, any frame
     max_root_speed: float = 20.0  #: m/s of the Hips between two consecutive frames
-    max_joint_speed: float = 30.0  #: m/s of any point relative to the Hips between two frames
+    max_joint_speed: float = 20.0  #: m/s of any point relative to the Hips between two frames
 
 
 def limits_from(config: Any) -> Limits:
