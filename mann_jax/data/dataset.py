@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from mann_jax.config_errors import ConfigError
 from mann_jax.data import layout
-from mann_jax.data.checks import FEATURE_FPS, prepare_clip, source_frames
+from mann_jax.data.checks import FEATURE_FPS, limits_from, prepare_clip, source_frames
 from mann_jax.data.contacts import detect_contacts, estimate_support_height
 from mann_jax.data.errors import MotionDataError
 from mann_jax.data.features import MIN_CLIP_FRAMES, clip_features
@@ -453,6 +453,7 @@ def build_dataset(config: Any, *, progress: bool = True, use_cache: bool = True)
         raise ConfigError(f"config data.on_bad_clip must be 'skip' or 'raise', got {config.on_bad_clip!r}")
     if config.source != "synthetic" and not config.path:
         raise ConfigError(f"config data.path must name a folder for data.source {config.source!r}")
+    limits_from(config)  # a bad threshold is one error before any clip is read
     path = key = None
     if use_cache:
         key = cache_key(config)  # the only hashing of the input files (the Dataset carries the key)
