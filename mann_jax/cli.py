@@ -1,7 +1,7 @@
 """Conventions shared by the experiment entry points: user errors as one clear line, no traceback.
 
-Bad input (a malformed clip, a missing folder, a checkpoint from another setup, a diverged run) is
-the user's to fix, so the commands print ``error: <file>: <problem>`` and exit with status 2;
+Bad input (a malformed clip, a missing folder, a checkpoint from another setup, a diverged run, a
+workdir another process writes into) is the user's to fix, so the commands print ``error: <file>: <problem>`` and exit with status 2;
 anything else is a bug and keeps its traceback.
 """
 

@@ -530,3 +530,19 @@ def test_an_export_elsewhere_only_reads_the_run(tmp_path, holder):
     # Not refused for the lock: it goes on to read the run, which holds no config.json here.
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
         f"error: {run / 'config.json'}: not found (is {run} a training workdir?)")
+
+
+def test_a_replay_of_a_30_fps_clip_follows_the_60_fps_original(dog_bvh_dir, tmp_path):
+    from mann_jax.control.rollout import replay_from_motion
+
+    text = (dog_bvh_dir / "D1_001_KAN01_001.bvh").read_text()
+    (tmp_path / "sixty.bvh").write_text(text)
+    (tmp_path / "thirty.bvh").write_text(with_frames(text, frames_of(text)[1][::2], "0.0333333"))
+    config = default.get_config().data
+    a, b = (replay_from_motion(load_bvh(tmp_path / f"{n}.bvh"), config) for n in ("sixty", "thirty"))
+    np.testing.assert_array_equal(a.frames, b.frames)
+    # The root path integrates the root updates at 60 fps; taken at 30 fps it would cover half the distance
+    # (the dog walks more than half a metre here, so that would be off by more than 25 cm, not 1 cm).
+    walked = np.linalg.norm(np.diff(a.reference_root_positions, axis=0), axis=-1).sum()
+    assert walked > 0.5
+    np.testing.assert_allclose(b.reference_root_positions, a.reference_root_positions, atol=0.01)
