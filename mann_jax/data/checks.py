@@ -66,6 +66,10 @@ def limits_from(config: Any) -> Limits:
     return Limits(*(float(v) for v in limits))
 
 
+def _parent_text(parent: str | None) -> str:
+    return repr(parent) if parent is not None else "nothing (the root)"
+
+
 def _listing(names: list[str]) -> str:
     shown = ", ".join(repr(n) for n in names[:_LISTED])
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
@@ -107,11 +111,8 @@ def conform_skeleton(motion: Motion, *, joint_map: Mapping[str, str] | None = No
         want = layout.BONE_PARENTS[layout.BONES.index(name)]
         has = names[parent] if parent >= 0 else None
         if has != (layout.BONES[want] if want >= 0 else None):
-            def described(parent: str | None) -> str:
-                return repr(parent) if parent is not None else "nothing (the root)"
-
-            raise MotionDataError(where, f"skeleton is not the MANN dog's: {name!r} hangs off {described(has)}, "
-                                         f"in the dog off {described(layout.BONES[want] if want >= 0 else None)}")
+            raise MotionDataError(where, f"skeleton is not the MANN dog's: {name!r} hangs off {_parent_text(has)}, "
+                                         f"in the dog off {_parent_text(layout.BONES[want] if want >= 0 else None)}")
     perm = np.array([names.index(b) for b in layout.BONES])
     if names == list(layout.BONES) and tuple(skeleton.names) == layout.BONES:
         return motion
