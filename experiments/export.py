@@ -19,8 +19,9 @@ Formats:
 * ``ai4animation`` — the original Unity runtime's ``.bin`` files (:mod:`mann_jax.export.ai4animation`)
   at the TRAINED size (pruned weights as zeros), since that runtime fixes its layer sizes.
 
-A missing or corrupt checkpoint or config is one ``error:`` line and exit status 2. The last line
-printed is JSON.
+A missing or corrupt checkpoint or config is one ``error:`` line and exit status 2, and so is an
+``--out`` inside the run's workdir while another process writes there (docs/data_checks.md). The
+last line printed is JSON.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
+from mann_jax import workdir_lock
 from mann_jax.checkpoint import CheckpointError
 from mann_jax.cli import USER_ERRORS
 from mann_jax.data.normalisation import Normalisation
@@ -166,8 +168,13 @@ def user_errors(main: Callable[[list[str]], None]) -> Callable[[list[str]], None
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    summary = export(_CHECKPOINT.value, _FORMAT.value, _OUT.value, step=_STEP.value, formulation=_FORMULATION.value,
-                     storage=_STORAGE.value, shrink=_SHRINK.value, normalisation=_NORMALISATION.value)
+    # Writing into the run's own folder makes the export one of its writers; elsewhere it only reads the run.
+    run_dir = Path(_CHECKPOINT.value)
+    writes_into_run = run_dir.is_dir() and Path(_OUT.value).absolute().is_relative_to(run_dir.absolute())
+    with workdir_lock.hold(run_dir, enabled=writes_into_run):
+        summary = export(_CHECKPOINT.value, _FORMAT.value, _OUT.value, step=_STEP.value,
+                         formulation=_FORMULATION.value, storage=_STORAGE.value, shrink=_SHRINK.value,
+                         normalisation=_NORMALISATION.value)
     print(f"wrote {summary['out']} ({summary['format']}, {summary['bytes']} bytes) from {summary['checkpoint']} "
           f"step {summary['step']}")
     print(json.dumps(summary))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from mann_jax import cli, workdir_lock
 from mann_jax.pruning import accounting
 from mann_jax.study import model_size
 
@@ -57,7 +58,8 @@ def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
     levels = _parse(_SPARSITIES.value)
-    rows = model_size.run(_WORKDIR.value, sparsities=levels)["rows"] if _WORKDIR.value else accounting.table1(levels)
+    with workdir_lock.hold(_WORKDIR.value or ".", enabled=bool(_WORKDIR.value)):  # a study folder has one writer
+        rows = model_size.run(_WORKDIR.value, sparsities=levels)["rows"] if _WORKDIR.value else accounting.table1(levels)
     header = (f"{'sparsity':>8} | {'non-zero':>9} | {'Mb ours':>8} | {'Mb study':>8} | {'rel':>7} | "
               f"{'MFLOPs':>7} | {'study':>6} | {'rel':>7} || {'CSR Mb':>7} | {'mix':>6} | {'W supp':>6}")
     print(CONVENTION)
@@ -78,4 +80,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli.clear_errors(main))

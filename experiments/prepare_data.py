@@ -46,6 +46,8 @@ def main(argv: list[str]) -> None:
             print(f"{name:24s} {split:5s} " + " ".join(f"{c:6d}" for c in counts.values()))
     for name, reason in summary["skipped"].items():
         print(f"skipped     {name}: {reason}")
+    for name, fps in summary["resampled"].items():
+        print(f"resampled   {name}: recorded at {fps:.4g} fps, resampled to 60 fps (slerp; positions linearly)")
     print(f"time        {summary['seconds']:.2f} s")
     if _JSON.value:
         with open(_JSON.value, "w") as f:

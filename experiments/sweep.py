@@ -26,7 +26,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from mann_jax import sweep
-from mann_jax import cli
+from mann_jax import cli, workdir_lock
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sweep.py", "Sweep config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, TensorBoard, table, plot).", required=True)
@@ -54,7 +54,9 @@ def main(argv: list[str]) -> None:
                 raise sweep.SweepConfigError(f"--multihost: {e}") from None
         else:
             sweep.configure_cpu_devices(config)  # before anything starts JAX
-        result = sweep.run_sweep(config, _WORKDIR.value)
+        primary = not _MULTIHOST.value or jax.process_index() == 0  # a multi-host run: process 0 holds the lock
+        with workdir_lock.hold(_WORKDIR.value, enabled=primary):
+            result = sweep.run_sweep(config, _WORKDIR.value)
     except sweep.SweepConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -14,7 +14,7 @@ import json
 from absl import flags, logging
 from ml_collections import config_flags
 
-from mann_jax import cli
+from mann_jax import cli, workdir_lock
 from mann_jax.train import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.", lock_config=True)
@@ -24,7 +24,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, Ten
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    result = train(_CONFIG.value, _WORKDIR.value)
+    with workdir_lock.hold(_WORKDIR.value):  # one writer per workdir
+        result = train(_CONFIG.value, _WORKDIR.value)
     ratio = result.val_loss / result.val_mean_predictor_loss
     print(f"done: {result.steps} steps in {result.seconds:.1f} s ({result.samples_per_second:.0f} samples/s); "
           f"train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f} "

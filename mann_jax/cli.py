@@ -1,7 +1,7 @@
 """Conventions shared by the experiment entry points: user errors as one clear line, no traceback.
 
-Bad input (a malformed clip, a missing folder, a checkpoint from another setup, a diverged run) is
-the user's to fix, so the commands print ``error: <file>: <problem>`` and exit with status 2;
+Bad input (a malformed clip, a missing folder, a checkpoint from another setup, a diverged run, a
+workdir another process writes into) is the user's to fix, so the commands print ``error: <file>: <problem>`` and exit with status 2;
 anything else is a bug and keeps its traceback.
 """
 
@@ -16,9 +16,10 @@ from mann_jax.config_errors import ConfigError
 from mann_jax.data.errors import MotionDataError
 from mann_jax.export.ai4animation import WeightsFormatError
 from mann_jax.train import TrainingError, configure_cpu_backend
+from mann_jax.workdir_lock import WorkdirError
 
 USER_ERRORS: tuple[type[Exception], ...] = (MotionDataError, CheckpointError, TrainingError, WeightsFormatError,
-                                             ConfigError)
+                                             ConfigError, WorkdirError)
 
 
 def clear_errors(main: Callable[[list[str]], None], *, also: tuple[type[Exception], ...] = ()

@@ -835,6 +835,7 @@ def replay_from_motion(motion: Any, data_config: Any) -> Replay:
     Raises:
       ValueError: the clip is shorter than the trajectory window.
     """
+    from mann_jax.data.checks import FEATURE_FPS
     from mann_jax.data.dataset import clip_rows
     from mann_jax.data.features import MIN_CLIP_FRAMES
 
@@ -843,7 +844,8 @@ def replay_from_motion(motion: Any, data_config: Any) -> Replay:
                          f"{MIN_CLIP_FRAMES} ({layout.PAST_FRAMES} past + 1 + {layout.FUTURE_FRAMES + 1} future)")
     rows = clip_rows(motion, data_config)
     keep = ~rows.mirrored
-    return replay_from_rows(rows.inputs[keep], rows.outputs[keep], fps=motion.fps, name=motion.name,
+    fps = motion.fps if rows.source_fps is None else FEATURE_FPS  # a clip at another rate is resampled first
+    return replay_from_rows(rows.inputs[keep], rows.outputs[keep], fps=fps, name=motion.name,
                             frames=rows.frames[keep])
 
 

@@ -443,7 +443,7 @@ def parse_bvh(text: str, *, path: str | os.PathLike | None = None, scale: float 
     if name is None:
         name = Path(path).stem if path is not None else "motion"
     return Motion(name=name, skeleton=skeleton, local_rotations=rotations,
-                  local_translations=translations, frame_time=frame_time)
+                  local_translations=translations, frame_time=frame_time, frame_line=first_line)
 
 
 def load_bvh(path: str | os.PathLike, *, scale: float = 0.01) -> Motion:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from mann_jax.config_errors import ConfigError
 from mann_jax.data import layout
+from mann_jax.data.checks import FEATURE_FPS, limits_from, prepare_clip, source_frames
 from mann_jax.data.contacts import detect_contacts, estimate_support_height
 from mann_jax.data.errors import MotionDataError
 from mann_jax.data.features import MIN_CLIP_FRAMES, clip_features
@@ -69,6 +70,8 @@ class Dataset:
       clip_frames: number of frames per clip.
       normalisation: statistics of the training rows.
       skipped: ``{clip: reason}`` for clips that were reported and left out.
+      resampled: ``{clip: recorded fps}`` for clips resampled to the features' 60 fps
+        (:mod:`mann_jax.data.checks`); their ``frames`` count 60 fps frames.
       cache_key: :func:`cache_key` of the data config the dataset was built from, set by
         :func:`build_dataset` when it used the cache (computed once there, so that training can
         reuse it as the checkpoint's data key without hashing the input files again); ``None`` for
@@ -87,6 +90,7 @@ class Dataset:
     clip_frames: tuple[int, ...]
     normalisation: Normalisation
     skipped: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    resampled: Mapping[str, float] = dataclasses.field(default_factory=dict)
     cache_key: str | None = None
 
     @property
@@ -125,6 +129,7 @@ class Dataset:
             "style_rows": {name: int(c) for name, c in zip(layout.STYLES, counts)},
             "style_rows_per_clip": self.style_rows_per_clip(),
             "skipped": dict(self.skipped),
+            "resampled": dict(self.resampled),
         }
 
     def style_rows_per_clip(self) -> dict[str, dict[str, int]]:
@@ -149,6 +154,7 @@ class ClipRows:
     frames: np.ndarray
     mirrored: np.ndarray
     styles: np.ndarray
+    source_fps: float | None = None  # the recorded rate of a clip resampled to 60 fps
 
 
 def style_rules_from(config: Any) -> StyleRules:
@@ -171,22 +177,31 @@ def clip_rows(
 ) -> ClipRows:
     """Features of one clip (and its mirrored copy when ``config.mirror``).
 
+    The clip first passes :func:`mann_jax.data.checks.prepare_clip` (skeleton, plausibility, and
+    resampling to 60 fps); ``labels`` and a label file index the clip's recorded frames.
+
     Args:
       motion: the clip.
-      config: the data config (floor_height, root_smoothing_frames, contact thresholds, styles, mirror).
+      config: the data config (floor_height, root_smoothing_frames, contact thresholds, styles, mirror,
+        joint_map, checks).
       labels: ``(T,)`` ground-truth style labels (the synthetic generator's); derived otherwise.
       label_file: optional label file overriding the derived labels on its ranges.
       source: the file the clip came from, for error messages.
     """
     where = source if source is not None else motion.name
+    prepared = prepare_clip(motion, config, source=where)
+    motion = prepared.motion
     if motion.num_frames < MIN_CLIP_FRAMES:
-        raise MotionDataError(
-            where, f"clip has {motion.num_frames} frames; the trajectory window needs at least {MIN_CLIP_FRAMES}")
-    if not (np.isfinite(motion.local_rotations).all() and np.isfinite(motion.local_translations).all()):
-        raise MotionDataError(where, "clip contains NaN or infinite values")
+        resampled = "" if prepared.source_fps is None else (
+            f" at {FEATURE_FPS:g} fps (resampled from {prepared.original.num_frames} at {prepared.source_fps:.4g} fps)")
+        raise MotionDataError(where, f"clip has {motion.num_frames} frames{resampled}; the trajectory window needs "
+                                     f"at least {MIN_CLIP_FRAMES}")
+    recorded = None if prepared.source_fps is None else source_frames(prepared.original, motion.num_frames)
+    if labels is not None and recorded is not None:
+        labels = np.asarray(labels)[recorded]
     fps = motion.fps
     floor = float(config.floor_height)
-    pose = forward_kinematics(motion)
+    pose = prepared.pose if prepared.pose is not None else forward_kinematics(motion)
     skeleton = motion.skeleton
     smoothing = int(config.root_smoothing_frames)
     root = compute_root(pose, skeleton, fps=fps, floor_height=floor, smoothing_frames=smoothing)
@@ -201,8 +216,11 @@ def clip_rows(
             max_height=float(config.contact_max_height), max_speed=float(config.contact_max_speed))
         labels = label_frames(pose, skeleton, speeds=root.speeds, contacts=contacts, floor_height=support, rules=rules)
         labels = majority_smooth(labels, rules.majority_frames)
-    if label_file is not None:
+    if label_file is not None and recorded is None:
         labels = apply_label_file(labels, label_file)
+    elif label_file is not None:  # its ranges count recorded frames: apply them there, then carry them over
+        given = apply_label_file(np.full(prepared.original.num_frames, -1, dtype=np.int64), label_file)[recorded]
+        labels = np.where(given >= 0, given, labels).astype(labels.dtype)
     styles = soft_styles(labels, rules.blend_sigma_frames)
     feats = clip_features(pose, skeleton, root, styles, fps=fps)
     inputs, outputs, frames = [feats.inputs], [feats.outputs], [feats.frames]
@@ -224,6 +242,7 @@ def clip_rows(
         frames=all_frames,
         mirrored=np.concatenate(mirrored),
         styles=labels[all_frames].astype(np.int8),
+        source_fps=prepared.source_fps,
     )
 
 
@@ -279,6 +298,7 @@ def assemble(rows: Sequence[ClipRows], config: Any, *, skipped: Mapping[str, str
         clip_frames=tuple(r.num_frames for r in rows),
         normalisation=Normalisation.fit(inputs[train], outputs[train]),
         skipped=dict(skipped or {}),
+        resampled={r.name: r.source_fps for r in rows if r.source_fps is not None},
     )
 
 
@@ -315,6 +335,9 @@ def _rows_from_bvh(config: Any, progress: bool) -> tuple[list[ClipRows], dict[st
         try:
             motion = load_bvh(path)
             rows.append(clip_rows(motion, config, label_file=_label_file(config, path.stem), source=path))
+            if rows[-1].source_fps is not None:
+                log.warning("%s: recorded at %.4g fps, resampled to %g fps (rotations by slerp, positions linearly)",
+                            path, rows[-1].source_fps, FEATURE_FPS)
         except MotionDataError as e:
             if config.on_bad_clip == "raise":
                 raise
@@ -380,6 +403,7 @@ def _to_npz(dataset: Dataset, path: Path) -> None:
         "clip_splits": list(dataset.clip_splits),
         "clip_frames": list(dataset.clip_frames),
         "skipped": dict(dataset.skipped),
+        "resampled": dict(dataset.resampled),
     }
     n = dataset.normalisation
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -405,7 +429,7 @@ def _from_npz(path: Path) -> Dataset:
             clip_names=tuple(meta["clip_names"]), clip_splits=tuple(meta["clip_splits"]),
             clip_frames=tuple(meta["clip_frames"]),
             normalisation=Normalisation(x_mean=z["x_mean"], x_std=z["x_std"], y_mean=z["y_mean"], y_std=z["y_std"]),
-            skipped=meta["skipped"],
+            skipped=meta["skipped"], resampled=meta.get("resampled", {}),
         )
 
 
@@ -429,6 +453,7 @@ def build_dataset(config: Any, *, progress: bool = True, use_cache: bool = True)
         raise ConfigError(f"config data.on_bad_clip must be 'skip' or 'raise', got {config.on_bad_clip!r}")
     if config.source != "synthetic" and not config.path:
         raise ConfigError(f"config data.path must name a folder for data.source {config.source!r}")
+    limits_from(config)  # a bad threshold is one error before any clip is read
     path = key = None
     if use_cache:
         key = cache_key(config)  # the only hashing of the input files (the Dataset carries the key)

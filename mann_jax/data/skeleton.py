@@ -80,6 +80,8 @@ class Motion:
       local_rotations: ``(T, J, 4)`` unit quaternions ``(x, y, z, w)``.
       local_translations: ``(T, J, 3)`` metres; the offset for points without position channels.
       frame_time: seconds per frame (1/60 for the dog data).
+      frame_line: 1-based line of frame 0 in the BVH file the clip was read from (frame ``f`` is on
+        line ``frame_line + f``), so checks can name the line; None for clips made otherwise.
     """
 
     name: str
@@ -87,6 +89,7 @@ class Motion:
     local_rotations: np.ndarray
     local_translations: np.ndarray
     frame_time: float
+    frame_line: int | None = None
 
     @property
     def num_frames(self) -> int:

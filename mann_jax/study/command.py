@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 from absl import flags, logging
 from ml_collections import config_flags
 
-from mann_jax import cli
+from mann_jax import cli, workdir_lock
 from mann_jax.config_errors import check
 from mann_jax.study.results import print_summary
 
@@ -41,7 +41,8 @@ def run_experiment(run: Callable[[Any, str], Results], headline: Callable[[Resul
             levels = study.get(key, ())
             check(all(isinstance(v, (int, float)) and 0 <= v < 1 for v in levels), f"study.{key}", levels,
                   "sparsity levels in [0, 1)")
-        res = run(_CONFIG.value, _WORKDIR.value)
+        with workdir_lock.hold(_WORKDIR.value):  # one writer per study folder
+            res = run(_CONFIG.value, _WORKDIR.value)
         print_summary(res)
         out_dir = Path(_WORKDIR.value) / res["experiment"]
         print(f"wrote {out_dir}/ ({', '.join(res['figures'])}) in {res['seconds']:.1f} s")
