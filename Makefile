@@ -1,18 +1,43 @@
 # Every target depends on `setup`, so each works on a fresh machine by itself.
-PY := .venv/bin/python
+# `make setup` uses PYTHON when given (`make test PYTHON=python3.11`), else the newest python3.13/3.12/3.11
+# that runs here; each Python version gets its own venv, .venv-py3.X, set up from its line's lock file
+# (requirements-py3.11.lock: JAX 0.10.2; requirements-py3.12.lock: 3.12 and newer, the newest JAX), and
+# .venv links to the last one set up. See docs/dependencies.md.
+PICK := $(shell tools/pick_python.sh $(PYTHON))
+PY_EXE := $(word 1,$(PICK))
+PY_VERSION := $(word 2,$(PICK))
+LOCK := $(word 3,$(PICK))
+VENV := .venv-py$(PY_VERSION)
+PY := $(VENV)/bin/python
 
-.PHONY: setup test demo sweep bench-sweep prepare-data bench-data clean study report
+.PHONY: setup test test-fast lock demo sweep bench-sweep prepare-data bench-data clean study report
 
-setup: .venv/.installed
+setup: $(VENV)/.installed
+	@echo "make setup: Python $(PY_VERSION) ($(PY_EXE)), $(LOCK), $(VENV)"
+	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; \
+	else echo "make setup: .venv is a directory from an earlier setup; this one uses $(VENV) (make clean removes both)"; fi
 
-.venv/.installed: pyproject.toml requirements.lock
-	python3 -m venv .venv
-	.venv/bin/pip install --quiet --upgrade pip
-	.venv/bin/pip install --quiet -c requirements.lock -e '.[test]'
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	@test -n "$(PY_EXE)" || { echo "error: no Python to set up with (see above)"; exit 2; }
+	$(PY_EXE) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[test]'
 	touch $@
+
+# Regenerates both lock files from pyproject.toml with uv (pinned, in a throwaway venv); pins already in
+# a lock file are kept unless pyproject.toml needs others (UPGRADE=1 takes the newest of everything).
+LOCK_TOOL := .cache/lock-venv/bin/python
+lock:
+	test -x $(LOCK_TOOL) || { python3 -m venv .cache/lock-venv && $(LOCK_TOOL) -m pip install --quiet uv==0.13.9; }
+	for v in 3.11 3.12; do $(LOCK_TOOL) -m uv pip compile pyproject.toml --extra test --python-version $$v \
+	  $(if $(UPGRADE),--upgrade) --custom-compile-command "make lock" --quiet -o requirements-py$$v.lock || exit 1; done
 
 test: setup
 	$(PY) -m pytest -q
+
+# The tests not marked slow.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 prepare-data: setup
 	$(PY) -m experiments.prepare_data
@@ -21,7 +46,7 @@ bench-data: setup
 	$(PY) -m experiments.bench_data
 
 clean:
-	rm -rf .venv .pytest_cache
+	rm -rf .venv .venv-py3.* .pytest_cache
 
 demo: setup
 	$(PY) -m experiments.prepare_data --config configs/default.py:runlocal

@@ -4,6 +4,10 @@ The interface follows clu's ``MetricWriter`` (``write_scalars`` / ``write_histog
 ``write_images`` / ``write_hparams``), but clu's writers import TensorFlow; here the events are
 written by ``tensorboardX`` (maintained, no TensorFlow) in the format TensorBoard reads. The tests
 read the files back with TensorBoard's own ``EventAccumulator``.
+
+Every writer must be closed (``with MetricWriter(...)``, or ``close()`` on every path out): tensorboardX
+closes a forgotten one in an ``atexit`` hook that starts a thread, which Python >= 3.12 refuses during
+shutdown (a traceback at the end of the process). ``open_logdirs()`` lists the writers still open.
 """
 
 from __future__ import annotations
@@ -15,6 +19,14 @@ from typing import Any
 import numpy as np
 from tensorboardX import SummaryWriter
 
+# The writers opened and not yet closed, with their logdirs.
+_OPEN: dict[MetricWriter, str] = {}
+
+
+def open_logdirs() -> list[str]:
+    """The logdirs of the writers of this process that are open (opened and not closed)."""
+    return sorted(_OPEN.values())
+
 
 class MetricWriter:
     """Writes scalars, histograms, images and hyper-parameters of one run to ``logdir``."""
@@ -22,6 +34,7 @@ class MetricWriter:
     def __init__(self, logdir: str | os.PathLike):
         self.logdir = os.fspath(logdir)
         self._writer = SummaryWriter(logdir=self.logdir, flush_secs=30)
+        _OPEN[self] = self.logdir
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         for name, value in scalars.items():
@@ -45,7 +58,9 @@ class MetricWriter:
         self._writer.flush()
 
     def close(self) -> None:
+        """Flushes and closes the event file; closing again does nothing."""
         self._writer.close()
+        _OPEN.pop(self, None)
 
     def __enter__(self) -> MetricWriter:
         return self

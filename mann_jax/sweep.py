@@ -1052,6 +1052,10 @@ def run_sweep(
             rows_for_epoch=rows_for_epoch, checkpoints=checkpoints, meta_at=meta_at, on_log=on_log,
             on_epoch_end=on_epoch_end, bar=bar, checkpoint_state=runner.get, stop_after=stop_after,
             model_names=plan.names, update_masks_at=mask_update_steps(config, total_steps=total_steps))
+    except BaseException:
+        for w in writers.values():
+            w.close()
+        raise
     finally:
         bar.close()
         for w in writers.values():

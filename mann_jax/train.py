@@ -717,6 +717,9 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
                                                                   seed=int(tc.seed), shuffle=tc.shuffle)),
             checkpoints=checkpoints, meta_at=meta_at, on_log=on_log, on_epoch_end=on_epoch_end, bar=bar,
             update_masks_at=mask_update_steps(config, total_steps=total_steps) if pruned else None)
+    except BaseException:
+        writer.close()
+        raise
     finally:
         bar.close()
         writer.flush()

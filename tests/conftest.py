@@ -15,10 +15,23 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from mann_jax.metric_writer import open_logdirs
 from mann_jax.train import configure_cpu_backend
 
 # Before any test starts JAX: the suite compiles the programs the commands run (they all call it first).
 configure_cpu_backend()
+
+
+
+@pytest.fixture(autouse=True)
+def no_metric_writer_left_open():
+    """Fails a test that leaves a metric writer open: at exit tensorboardX would close it in an atexit
+    hook that Python >= 3.12 refuses (a traceback at the end of the session)."""
+    before = set(open_logdirs())
+    yield
+    left = sorted(set(open_logdirs()) - before)
+    assert not left, f"metric writers left open (close them on every path out): {left}"
+
 
 #: Where the real dog BVH clips live: ``<repo root>/../shared/data/mann_dog_bvh``.
 DOG_BVH_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mann_dog_bvh"
