@@ -27,6 +27,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs import sweep
+from mann_jax.config_errors import ConfigError
 
 
 def study_config() -> ml_collections.ConfigDict:
@@ -59,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif arg == "toy":
         config = sweep.get_config(None)
     else:
-        raise ValueError(f"unknown config argument {arg!r}; expected nothing, 'runlocal' or 'toy'")
+        raise ConfigError(f"unknown config argument {arg!r}; expected nothing, 'runlocal' or 'toy'")
     config.study = study_config()
     config.sweep.levels = config.study.levels  # informative: each experiment sets the levels it trains
     if arg == "runlocal":

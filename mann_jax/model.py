@@ -57,6 +57,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mann_jax.config_errors import ConfigError
+
 Formulation = Literal["auto", "blend", "mix"]
 RngsLike = nnx.Rngs | jax.Array | None
 
@@ -123,7 +125,7 @@ def resolve_formulation(formulation: Formulation) -> Literal["blend", "mix"]:
     if formulation == "auto":
         return "mix"
     if formulation not in ("blend", "mix"):
-        raise ValueError(f"formulation must be 'auto', 'blend' or 'mix', got {formulation!r}")
+        raise ConfigError(f"formulation must be 'auto', 'blend' or 'mix', got {formulation!r}")
     return formulation
 
 
@@ -306,13 +308,13 @@ class MANN(nnx.Module):
         rngs: nnx.Rngs,
     ) -> None:
         if len(hidden_sizes) != 2:
-            raise ValueError(f"MANN has two hidden layers; got hidden_sizes={tuple(hidden_sizes)}")
+            raise ConfigError(f"MANN has two hidden layers; got hidden_sizes={tuple(hidden_sizes)}")
         idx = tuple(int(i) for i in gating_indices)
         if not idx or min(idx) < 0 or max(idx) >= input_size:
             raise ValueError(f"gating_indices must lie in [0, {input_size}); got {idx}")
         resolve_formulation(formulation)  # validates the name
         if matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {matmul_precision!r}")
+            raise ConfigError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {matmul_precision!r}")
         self.matmul_precision = matmul_precision
         self.input_size = input_size
         self.output_size = output_size

@@ -48,6 +48,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from mann_jax.config_errors import ConfigError
 from mann_jax.control.scenarios import Scenario
 from mann_jax.data import layout
 from mann_jax.evaluate.controller import (
@@ -72,7 +73,7 @@ _HIPS = layout.BONES.index("Hips")
 def condition_names(n_experts: int) -> tuple[str, ...]:
     """``("none", "expert_0", ..., "expert_{K-1}")``."""
     if n_experts < 2:
-        raise ValueError(f"an expert ablation needs at least 2 experts (one off, the others renormalised), "
+        raise ConfigError(f"an expert ablation needs at least 2 experts (one off, the others renormalised), "
                          f"got {n_experts}")
     return (NONE,) + tuple(f"expert_{k}" for k in range(n_experts))
 
@@ -136,7 +137,7 @@ def action_thresholds(dataset: Any, *, contact_max_height: float) -> ActionThres
     """
     idle = _median_hips(dataset, "Idle")
     if idle is None:
-        raise ValueError("the dataset has no (non-mirrored) Idle rows: the sit / lie thresholds are midpoints "
+        raise ConfigError("the dataset has no (non-mirrored) Idle rows: the sit / lie thresholds are midpoints "
                          "between the Idle and the Sit / Lie Hips heights")
     sit, lie = _median_hips(dataset, "Sit"), _median_hips(dataset, "Lie")
     return ActionThresholds(idle_hips_m=idle, sit_hips_m=sit, lie_hips_m=lie,

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from mann_jax.config_errors import ConfigError
 from mann_jax.control import scenarios as scenario_lib
 from mann_jax.control.rollout import (
     Replay,
@@ -195,7 +196,7 @@ def held_out_windows(dataset: Any, *, split: str = "test", window_frames: int, m
       ValueError: the split has no clip long enough for one window.
     """
     if window_frames < 2:
-        raise ValueError(f"replay windows need at least 2 frames, got {window_frames}")
+        raise ConfigError(f"replay windows need at least 2 frames, got {window_frames}")
     mask = dataset.split_mask(split) & ~np.asarray(dataset.mirrored)
     candidates: list[tuple[int, np.ndarray]] = []
     for c in np.unique(dataset.clip_index[mask]):
@@ -207,7 +208,7 @@ def held_out_windows(dataset: Any, *, split: str = "test", window_frames: int, m
             for start in range(0, len(run) - window_frames + 1, window_frames):
                 candidates.append((int(c), run[start:start + window_frames]))
     if not candidates:
-        raise ValueError(f"no {split} clip has {window_frames} consecutive frames to replay; clips of the split: "
+        raise ConfigError(f"no {split} clip has {window_frames} consecutive frames to replay; clips of the split: "
                          f"{[n for n, s in zip(dataset.clip_names, dataset.clip_splits) if s == split]}")
     if len(candidates) > max_windows:
         pick = np.linspace(0, len(candidates) - 1, max_windows).round().astype(int)

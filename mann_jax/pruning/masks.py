@@ -67,6 +67,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from mann_jax.config_errors import ConfigError
 from mann_jax.pruning import structured
 from mann_jax.pruning.schedules import Schedule
 from mann_jax.pruning.scoring import count_for_sparsity, get_score, lowest_k
@@ -218,18 +219,18 @@ def prune(
         ValueError: bad settings (checked here; the filter is checked by ``init``).
     """
     if scope not in ("global", "local"):
-        raise ValueError(f"scope must be 'global' or 'local', got {scope!r}")
+        raise ConfigError(f"scope must be 'global' or 'local', got {scope!r}")
     if granularity not in ("unstructured", "neuron", "n:m"):
-        raise ValueError(f"granularity must be 'unstructured', 'neuron' or 'n:m', got {granularity!r}")
+        raise ConfigError(f"granularity must be 'unstructured', 'neuron' or 'n:m', got {granularity!r}")
     if int(update_every) != update_every or update_every < 1:
-        raise ValueError(f"update_every must be an integer >= 1, got {update_every}")
+        raise ConfigError(f"update_every must be an integer >= 1, got {update_every}")
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a mann_jax.pruning.Schedule (see make_schedule), got {schedule!r}")
     n, m = (int(v) for v in n_m)
     if granularity == "n:m" and not 1 <= n < m:
-        raise ValueError(f"n:m needs 1 <= n < m, got {n_m}")
+        raise ConfigError(f"n:m needs 1 <= n < m, got {n_m}")
     if granularity == "neuron" and prunable is not None:
-        raise ValueError("neuron pruning removes hidden units of layer0/layer1; it takes no prunable filter")
+        raise ConfigError("neuron pruning removes hidden units of layer0/layer1; it takes no prunable filter")
     _check_target(target_sparsity, granularity, (n, m))
     score_fn = get_score(criterion)
     select = _as_filter(prunable)

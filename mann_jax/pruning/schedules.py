@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mann_jax.config_errors import ConfigError
+
 #: ``f(t)``: progress in [0, 1] -> fraction of the target sparsity reached.
 ProgressFn = Callable[[jax.Array], jax.Array]
 
@@ -118,7 +120,7 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.start <= self.end <= 1.0:
-            raise ValueError(f"pruning window needs 0 <= start <= end <= 1, got start={self.start}, end={self.end}")
+            raise ConfigError(f"pruning window needs 0 <= start <= end <= 1, got start={self.start}, end={self.end}")
         if int(self.total_steps) != self.total_steps or self.total_steps < 1:
             raise ValueError(f"total_steps must be a positive integer, got {self.total_steps}")
 
@@ -178,11 +180,11 @@ def make_schedule(name: str, *, start: float, end: float, total_steps: int, **kw
         ValueError: unknown name, bad window or bad factory arguments.
     """
     if name not in SCHEDULES:
-        raise ValueError(f"unknown pruning schedule {name!r}; known: {sorted(SCHEDULES)}")
+        raise ConfigError(f"unknown pruning schedule {name!r}; known: {sorted(SCHEDULES)}")
     try:
         fn = SCHEDULES[name](**kwargs)
     except TypeError as e:
-        raise ValueError(f"bad arguments for schedule {name!r}: {e}") from None
+        raise ConfigError(f"bad arguments for schedule {name!r}: {e}") from None
     return Schedule(fn=fn, start=float(start), end=float(end), total_steps=int(total_steps), name=name)
 
 

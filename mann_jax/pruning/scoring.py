@@ -42,6 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from mann_jax.config_errors import ConfigError
+
 #: ``(param, grad, key) -> scores`` of ``param``'s shape; the lowest scores are pruned first.
 ScoreFn = Callable[[jax.Array, "jax.Array | None", jax.Array], jax.Array]
 
@@ -81,7 +83,7 @@ def get_score(name: str) -> ScoreFn:
     try:
         return SCORES[name]
     except KeyError:
-        raise ValueError(f"unknown pruning criterion {name!r}; known: {sorted(SCORES)}") from None
+        raise ConfigError(f"unknown pruning criterion {name!r}; known: {sorted(SCORES)}") from None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mann_jax.config_errors import ConfigError
 from mann_jax.evaluate import ablation as abl
 from mann_jax.study import results, stats
 from mann_jax.study.evaluation import replay_window_set
@@ -44,12 +45,12 @@ def check_levels(config: Any) -> float:
     levels = [float(v) for v in config.study.levels]
     sparse = float(config.study.sparse_level)
     if not any(abs(v) < 1e-9 for v in levels):
-        raise ValueError(f"config.study.levels {tuple(levels)} has no dense level 0.0 to compare with")
+        raise ConfigError(f"config.study.levels {tuple(levels)} has no dense level 0.0 to compare with")
     if not any(abs(v - sparse) < 1e-9 for v in levels):
-        raise ValueError(f"config.study.sparse_level {sparse} is not among the trained levels "
+        raise ConfigError(f"config.study.sparse_level {sparse} is not among the trained levels "
                          f"config.study.levels {tuple(levels)}")
     if abs(sparse) < 1e-9:
-        raise ValueError("config.study.sparse_level is 0 (the dense model): nothing to compare")
+        raise ConfigError("config.study.sparse_level is 0 (the dense model): nothing to compare")
     return sparse
 
 

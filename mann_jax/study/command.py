@@ -3,7 +3,9 @@
 ``--config`` (default ``configs/study.py:runlocal``) and ``--workdir``; the command runs the
 experiment, prints its tables and findings, where it wrote them, and as the LAST line a JSON
 summary: ``experiment``, ``out_dir``, ``seconds`` and the experiment's own headline figures. Bad
-input and settings the study cannot use (``ValueError``) end it with one ``error:`` line, status 2.
+input and settings the study cannot use (the project's user errors, e.g.
+:class:`~mann_jax.config_errors.ConfigError`) end it with one ``error:`` line, status 2; any other
+exception is a bug and keeps its traceback.
 
 The flags are defined here, imported only by the study's entry points (the other commands define
 their own ``--config``).
@@ -48,4 +50,4 @@ def run_experiment(run: Callable[[Any, str], Results], headline: Callable[[Resul
         print(json.dumps({"experiment": res["experiment"], "out_dir": str(out_dir), "seconds": res["seconds"],
                           **headline(res), "verdicts": [f["verdict"] for f in res["findings"]]}))
 
-    cli.run(main, also=(ValueError,))  # ValueError: settings the study cannot use
+    cli.run(main)
