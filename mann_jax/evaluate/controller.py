@@ -87,28 +87,21 @@ def motion_metrics(bones: np.ndarray, root_positions: np.ndarray, root_direction
 def study_scenarios(study: Any, *, fps: float, names: Sequence[str] | None = None) -> list[scenario_lib.Scenario]:
     """The scripted scenarios of the study's evaluations, sized by ``config.study``.
 
-    ``walk`` and ``run`` last ``scenario_seconds``; ``turn90`` / ``turn180`` walk 40 % of it, then
-    the heading jumps; ``sit`` / ``lie`` stand idle for 20 %, then hold the pose; ``jump`` moves
-    at 2 m/s with a Jump command of min(0.5 s, 20 %) at half-time.
+    Each registered scenario (:data:`mann_jax.control.scenarios.SCENARIOS`) says how the study sizes
+    it from ``scenario_seconds``, ``walk_speed`` and ``run_speed``; ``names=None``: every one the
+    study sizes, in table order.
+
+    Raises:
+      ValueError: a name the study does not size.
     """
-    t = float(study.scenario_seconds)
-    walk, run = float(study.walk_speed), float(study.run_speed)
-    before = round(0.4 * t, 3)
-    make = {
-        "walk": lambda: scenario_lib.walk(speed=walk, seconds=t, fps=fps),
-        "turn90": lambda: scenario_lib.turn90(speed=walk, before_seconds=before, after_seconds=t - before, fps=fps),
-        "turn180": lambda: scenario_lib.turn180(speed=walk, before_seconds=before, after_seconds=t - before, fps=fps),
-        "run": lambda: scenario_lib.run(speed=run, seconds=t, fps=fps),
-        "sit": lambda: scenario_lib.sit(idle_seconds=0.2 * t, hold_seconds=0.8 * t, fps=fps),
-        "lie": lambda: scenario_lib.lie(idle_seconds=0.2 * t, hold_seconds=0.8 * t, fps=fps),
-        "jump": lambda: scenario_lib.jump(speed=2.0, seconds=t, jump_at_seconds=0.5 * t,
-                                          jump_seconds=min(0.5, 0.2 * t), fps=fps),
-    }
-    names = list(make) if names is None else list(names)
-    unknown = [n for n in names if n not in make]
+    sizing = scenario_lib.StudySizing(seconds=float(study.scenario_seconds), walk_speed=float(study.walk_speed),
+                                      run_speed=float(study.run_speed))
+    known = scenario_lib.study_scenario_names()
+    names = list(known) if names is None else list(names)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown study scenario(s) {unknown}; expected some of {list(make)}")
-    return [make[n]() for n in names]
+        raise ValueError(f"unknown study scenario(s) {unknown}; expected some of {list(known)}")
+    return [scenario_lib.study_scenario(n, sizing, fps=fps) for n in names]
 
 
 @dataclasses.dataclass(frozen=True)
