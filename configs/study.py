@@ -7,7 +7,8 @@
   python -m experiments.activations --config configs/study.py:runlocal --workdir runs/study   # Fig. 4
   python -m experiments.schedules   --config configs/study.py:runlocal --workdir runs/study   # one-cycle/AGP/one-shot
   python -m experiments.report      --workdir runs/study                                       # report.md
-  (make study = all of them at runlocal scale; make report = the last line)
+  python -m experiments.study       --config configs/study.py:runlocal --workdir runs/study   # all, then the report
+  (make study = the last line, every experiment of mann_jax/study/registry.py; make report = the report alone)
 
 Scales (the argument):
   ""          the study's recipe on the real dog data: 8 experts x 512, 150 epochs, batch 32 (a GPU job).

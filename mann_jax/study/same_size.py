@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -441,3 +441,13 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
                                      tables=tables, figures=figures, findings=findings, data=data,
                                      seconds=time.perf_counter() - start, scalars=scalars)
 
+
+def headline(res: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures the command prints as its last (JSON) line, from :func:`run`'s results."""
+    return {"videos": res["data"]["videos"], "counts_equal": res["data"]["counts_equal"],
+            "pairs": [{"hidden": p["match"]["hidden"], "level": p["match"]["level"],
+                       "nonzero": p["match"]["dense_params"],
+                       "walk_skating": {w: p[w]["metrics"]["walk_skating_cm_per_frame"]["mean"]
+                                        for w in ("dense", "pruned")},
+                       "val_loss": {w: p[w]["metrics"]["val_loss"]["mean"] for w in ("dense", "pruned")}}
+                      for p in res["data"]["pairs"]]}

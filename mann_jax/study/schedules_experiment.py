@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -236,3 +236,11 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     return results_lib.write_results(out, experiment="schedules", title=title, scale=results_lib.scale_of(config),
                                      tables=tables, figures=figures, findings=findings, data=data,
                                      seconds=time.perf_counter() - start, scalars=scalars)
+
+
+def headline(res: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures the command prints as its last (JSON) line, from :func:`run`'s results."""
+    per = res["data"]["schedules"]
+    return {"level": res["data"]["level"], "all_reach_target": res["data"]["all_reach_target"],
+            "val_loss": {n: v["metrics"]["val_loss"]["mean"] for n, v in per.items()},
+            "test_loss": {n: v["metrics"]["test_loss"]["mean"] for n, v in per.items()}}

@@ -20,7 +20,7 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -337,3 +337,9 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     return results.write_results(out, experiment=EXPERIMENT, title=TITLE, scale=results.scale_of(config),
                                  tables=[impact_table, rho_table, action_table], figures=figs, findings=findings,
                                  data=data, seconds=time.time() - t0, scalars=scalars)
+
+
+def headline(res: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures the command prints as its last (JSON) line, from :func:`run`'s results."""
+    return {"spearman_rho_mean": {k: v["mean"] for k, v in res["data"]["correlation"].items()},
+            "broken_actions_jaccard_mean": res["data"]["broken_actions_jaccard"]["mean"]}
