@@ -32,18 +32,15 @@ Design (learnt from jaxpruner, which is not a dependency):
 * **When.** The masks computed in update number ``count`` (0-based) apply to that update's
   result, so after ``step`` updates the parameters have sparsity ``schedule(step - 1) * target``
   (changing only on update steps); with ``end = 1`` the last step of training reaches the target.
-* **Cost** (2-core CPU, JAX 0.10, 8x512 model, 5.55 M prunable weights, jitted): a global mask
-  update adds about 80 ms to a ~16 ms batch-32 train step (local: ~65 ms; neuron, n:m: ~1-3 ms).
-  Use ``update_every`` of tens to hundreds of steps for unstructured pruning. Vmapped over 3 levels
-  WITHOUT ``axis_name`` a non-update step took 1.0 s against 66 ms with it. A step whose update
-  branch is compiled in but not taken still cost ~25-40 % more than a step without pruning on
-  CPU (13.2-14.3 against 10.2-10.7 ms, two interleaved runs): XLA's CPU runtime allocates the
-  temporaries of the whole program, the branch's included (~90 MB), on every run; above glibc's
-  64 MB per-thread heap that is a fresh mmap each time, and every page touched faults in again
-  (~900 faults a call in a reduced reproduction: the masking alone under an untaken update
-  branch). So the training loops compile a second step with ``mask_updates=False`` (masks applied,
-  never recomputed: 11.4 ms against 13.2 ms in the second run) and run it on every step that
-  :meth:`Schedule.mask_update_due` says needs no update (:func:`mann_jax.train.run_loop`).
+* **Cost**: a global mask update costs several train steps (a selection over every prunable
+  weight), so use ``update_every`` of tens to hundreds of steps for unstructured pruning; under
+  ``jax.vmap`` pass ``axis_name``, or the update's ``lax.cond`` becomes a select that runs the
+  update on every step. A step
+  whose update branch is compiled in but not taken still costs more than an unpruned one (XLA's
+  CPU runtime allocates the branch's temporaries on every run), so the training loops compile a
+  second step with ``mask_updates=False`` (masks applied, never recomputed) and run it on every
+  step that :meth:`Schedule.mask_update_due` says needs no update (:func:`mann_jax.train.run_loop`).
+  Figures: ``docs/benchmarks.md``; the measurements: ``docs/measurement_log.md``.
 * **Every step**: masked gradients go into the inner optimizer, and the update of a pruned
   weight is replaced by ``-param``, so ``param + update == 0`` exactly after
   ``optax.apply_updates``; this also kills revival through Adam moments or decoupled weight decay.
