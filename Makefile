@@ -59,17 +59,12 @@ sweep: setup
 bench-sweep: setup
 	$(PY) -m experiments.bench_sweep
 
-# The study's experiments on the real dog data at runlocal scale (2-core CPU; each < 30 min), then the report.
+# The study's experiments (mann_jax/study/registry.py) on the real dog data at runlocal scale (2-core CPU;
+# each < 30 min), then the report.
 STUDY_CONFIG ?= configs/study.py:runlocal
 STUDY_DIR ?= runs/study
 study: setup
-	$(PY) -m experiments.tradeoff --config $(STUDY_CONFIG) --workdir $(STUDY_DIR)
-	$(PY) -m experiments.model_size --workdir $(STUDY_DIR)
-	$(PY) -m experiments.same_size --config $(STUDY_CONFIG) --workdir $(STUDY_DIR)
-	$(PY) -m experiments.ablation --config $(STUDY_CONFIG) --workdir $(STUDY_DIR)
-	$(PY) -m experiments.activations --config $(STUDY_CONFIG) --workdir $(STUDY_DIR)
-	$(PY) -m experiments.schedules --config $(STUDY_CONFIG) --workdir $(STUDY_DIR)
-	$(PY) -m experiments.report --workdir $(STUDY_DIR)
+	$(PY) -m experiments.study --config $(STUDY_CONFIG) --workdir $(STUDY_DIR)
 
 # Gather whatever experiments have run in $(STUDY_DIR) into $(STUDY_DIR)/report.md.
 report: setup

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from mann_jax.config_errors import ConfigError
+
 
 def data_config() -> ml_collections.ConfigDict:
     """Settings of the motion data pipeline (mann_jax.data.dataset.build_dataset)."""
@@ -102,7 +104,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg == "runlocal":
         apply_runlocal(config)
     elif arg:
-        raise ValueError(f"unknown config argument {arg!r}; expected nothing or 'runlocal'")
+        raise ConfigError(f"unknown config argument {arg!r}; expected nothing or 'runlocal'")
     return config
 
 

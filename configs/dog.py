@@ -13,6 +13,7 @@ import os
 import ml_collections
 
 from configs import default
+from mann_jax.config_errors import ConfigError
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -24,5 +25,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         default.apply_runlocal(config)
         config.train.epochs = 3
     elif arg:
-        raise ValueError(f"unknown config argument {arg!r}; expected nothing or 'runlocal'")
+        raise ConfigError(f"unknown config argument {arg!r}; expected nothing or 'runlocal'")
     return config

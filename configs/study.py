@@ -7,7 +7,8 @@
   python -m experiments.activations --config configs/study.py:runlocal --workdir runs/study   # Fig. 4
   python -m experiments.schedules   --config configs/study.py:runlocal --workdir runs/study   # one-cycle/AGP/one-shot
   python -m experiments.report      --workdir runs/study                                       # report.md
-  (make study = all of them at runlocal scale; make report = the last line)
+  python -m experiments.study       --config configs/study.py:runlocal --workdir runs/study   # all, then the report
+  (make study = the last line, every experiment of mann_jax/study/registry.py; make report = the report alone)
 
 Scales (the argument):
   ""          the study's recipe on the real dog data: 8 experts x 512, 150 epochs, batch 32 (a GPU job).
@@ -27,6 +28,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs import sweep
+from mann_jax.config_errors import ConfigError
 
 
 def study_config() -> ml_collections.ConfigDict:
@@ -59,7 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif arg == "toy":
         config = sweep.get_config(None)
     else:
-        raise ValueError(f"unknown config argument {arg!r}; expected nothing, 'runlocal' or 'toy'")
+        raise ConfigError(f"unknown config argument {arg!r}; expected nothing, 'runlocal' or 'toy'")
     config.study = study_config()
     config.sweep.levels = config.study.levels  # informative: each experiment sets the levels it trains
     if arg == "runlocal":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs import default, dog
+from mann_jax.config_errors import ConfigError
 
 
 def sweep_config() -> ml_collections.ConfigDict:
@@ -43,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg == "runlocal":
         apply_runlocal(config)
     elif arg not in (None, "", "dog"):
-        raise ValueError(f"unknown config argument {arg!r}; expected nothing, 'runlocal' or 'dog'")
+        raise ConfigError(f"unknown config argument {arg!r}; expected nothing, 'runlocal' or 'dog'")
     return config
 
 

@@ -8,18 +8,7 @@ in ``<workdir>/models/``; writes ``<workdir>/ablation/`` (results.json, heat-map
 TensorBoard). Prints the impact table and the findings; the last line is a JSON summary.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-from mann_jax.study import ablation
-from mann_jax.study.command import Results, run_experiment
-
-
-def headline(res: Results) -> dict[str, Any]:
-    return {"spearman_rho_mean": {k: v["mean"] for k, v in res["data"]["correlation"].items()},
-            "broken_actions_jaccard_mean": res["data"]["broken_actions_jaccard"]["mean"]}
-
+from mann_jax.study.command import run_experiment
 
 if __name__ == "__main__":
-    run_experiment(ablation.run, headline)
+    run_experiment("ablation")

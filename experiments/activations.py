@@ -9,20 +9,7 @@ TensorBoard with the gating over time). Prints the per-action table and the find
 line is a JSON summary.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-from mann_jax.study import activations
-from mann_jax.study.command import Results, run_experiment
-
-
-def headline(res: Results) -> dict[str, Any]:
-    per_seed = res["data"]["per_seed"]
-    return {"cosine_mean": per_seed["cosine_mean_over_actions"]["mean"],
-            "entropy_dense_mean": per_seed["entropy_dense_mean_over_actions"]["mean"],
-            "entropy_sparse_mean": per_seed["entropy_sparse_mean_over_actions"]["mean"]}
-
+from mann_jax.study.command import run_experiment
 
 if __name__ == "__main__":
-    run_experiment(activations.run, headline)
+    run_experiment("activations")

@@ -59,10 +59,9 @@ _THREADS = _threads_from_argv(sys.argv)
 if _THREADS > 0:
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = str(_THREADS)
-    # XLA:CPU (jaxlib 0.10.2) has no working flag for its thread count: with the
-    # --xla_cpu_multi_thread_eigen=false this set before 2026-11-23, a 2048^2 matmul still took 60 ms
-    # against 50-54 ms on both cores and 102-108 ms on one. So the cores themselves are limited: the
-    # process, and every thread it starts from here on, runs on the first --threads usable cores.
+    # XLA:CPU has no working flag for its thread count (--xla_cpu_multi_thread_eigen=false still used
+    # every core), so the cores themselves are limited: the process, and every thread it starts from
+    # here on, runs on the first --threads usable cores.
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:_THREADS])
 

@@ -13,9 +13,8 @@ without the mask update; so does this phase). In each phase, interleaved over ``
 * ``single``: what training the levels one after another costs per sweep step: ONE model's state
   taking K steps in a row (the one jitted step), as in a single-model run, where the model's
   state (88 MB for 8 x 512 with Adam and masks) stays in cache from step to step. Reported as
-  ``K x single``. (Until 2026-11-23 this was K models' states taking one step each, whose states
-  stream from DRAM every step: 142 ms against 106 ms for the same ten steps on the 2-core CPU, so
-  the ratios of earlier sessions were flattered by ~25 %.)
+  ``K x single``. (Not K models' states taking one step each: their states would stream from
+  DRAM every step, which flatters the sweep.)
 * every sweep strategy of :mod:`mann_jax.sweep` over all devices (on CPU the host is split into
   ``--cpu_devices`` XLA devices first, default one per core), and ``vmap`` and ``loop`` on one
   device (``loop/1 device`` is what ``auto`` runs on CPU with the default ``sweep.cpu_devices = 1``),

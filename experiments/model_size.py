@@ -59,7 +59,8 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     levels = _parse(_SPARSITIES.value)
     with workdir_lock.hold(_WORKDIR.value or ".", enabled=bool(_WORKDIR.value)):  # a study folder has one writer
-        rows = model_size.run(_WORKDIR.value, sparsities=levels)["rows"] if _WORKDIR.value else accounting.table1(levels)
+        rows = (model_size.run(None, _WORKDIR.value, sparsities=levels)["rows"] if _WORKDIR.value
+                else accounting.table1(levels))
     header = (f"{'sparsity':>8} | {'non-zero':>9} | {'Mb ours':>8} | {'Mb study':>8} | {'rel':>7} | "
               f"{'MFLOPs':>7} | {'study':>6} | {'rel':>7} || {'CSR Mb':>7} | {'mix':>6} | {'W supp':>6}")
     print(CONVENTION)

@@ -11,23 +11,7 @@ and side-by-side turning videos when config.study.video). Prints the table and t
 last line is a JSON summary.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-from mann_jax.study import same_size
-from mann_jax.study.command import Results, run_experiment
-
-
-def headline(res: Results) -> dict[str, Any]:
-    return {"videos": res["data"]["videos"], "counts_equal": res["data"]["counts_equal"],
-            "pairs": [{"hidden": p["match"]["hidden"], "level": p["match"]["level"],
-                       "nonzero": p["match"]["dense_params"],
-                       "walk_skating": {w: p[w]["metrics"]["walk_skating_cm_per_frame"]["mean"]
-                                        for w in ("dense", "pruned")},
-                       "val_loss": {w: p[w]["metrics"]["val_loss"]["mean"] for w in ("dense", "pruned")}}
-                      for p in res["data"]["pairs"]]}
-
+from mann_jax.study.command import run_experiment
 
 if __name__ == "__main__":
-    run_experiment(same_size.run, headline)
+    run_experiment("same_size")

@@ -9,20 +9,7 @@ over config.study.seeds (mann_jax.study.schedules); writes <workdir>/schedules/ 
 figures PNG + SVG, TensorBoard). Prints the table and the findings; the last line is a JSON summary.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-from mann_jax.study import schedules
-from mann_jax.study.command import Results, run_experiment
-
-
-def headline(res: Results) -> dict[str, Any]:
-    per = res["data"]["schedules"]
-    return {"level": res["data"]["level"], "all_reach_target": res["data"]["all_reach_target"],
-            "val_loss": {n: v["metrics"]["val_loss"]["mean"] for n, v in per.items()},
-            "test_loss": {n: v["metrics"]["test_loss"]["mean"] for n, v in per.items()}}
-
+from mann_jax.study.command import run_experiment
 
 if __name__ == "__main__":
-    run_experiment(schedules.run, headline)
+    run_experiment("schedules")

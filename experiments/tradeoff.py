@@ -8,19 +8,7 @@ walking and turning, replays held-out clips, and writes <workdir>/tradeoff/: res
 skating_vs_sparsity.{png,svg}, quality_vs_sparsity.{png,svg}, tensorboard/.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-from mann_jax.study import tradeoff
-from mann_jax.study.command import Results, run_experiment
-
-
-def headline(res: Results) -> dict[str, Any]:
-    summary = res["data"]["summary"]
-    return {"walk_skating": {k: v["mean"] for k, v in summary["walk_skating_cm_per_frame"].items()},
-            "val_loss": {k: v["mean"] for k, v in summary["val_loss"].items()}}
-
+from mann_jax.study.command import run_experiment
 
 if __name__ == "__main__":
-    run_experiment(tradeoff.run, headline)
+    run_experiment("tradeoff")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mann_jax.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config value out of range or of an unknown kind; the message names its key."""
 
 

@@ -17,20 +17,10 @@ Design choices:
   ``W = sum_k w_k alpha_k`` and ``b = sum_k w_k beta_k`` (the original); ``"mix"`` mixes the expert
   outputs ``sum_k w_k (x alpha_k + beta_k)``, computed as ONE matmul
   ``[w_1 x, ..., w_K x] @ [alpha_1; ...; alpha_K]`` (the ``(K, in, out)`` weights reshape to
-  ``(K*in, out)`` at no cost). ``"auto"`` picks the faster, which measured ``"mix"`` at both batch
-  sizes on the 2-core CPU (JAX 0.10.2, float32, jitted, eval mode, default 480-512-512-363 x 8
-  experts, median of 200 calls; forward / forward+backward):
-
-  ==========  ==================  ===================
-  batch       blend               mix
-  ==========  ==================  ===================
-  1           1.2 ms / 9.8 ms     1.1 ms / 2.8 ms
-  32          35 ms / 105 ms      5.8 ms / 11.7 ms
-  ==========  ==================  ===================
-
-  Blending materialises one (in, out) matrix per sample, and its backward pass one gradient per
-  sample; mixing is a single (batch, K*in) x (K*in, out) product in both directions. (An einsum
-  ``"bi,kio->bko"`` formulation of mixing measured 3x slower: XLA transposed every expert matrix.)
+  ``(K*in, out)`` at no cost). ``"auto"`` picks ``"mix"``, measured the faster at batch 1 and 32,
+  forward and backward (``python -m experiments.bench_train``): blending materialises one
+  ``(in, out)`` matrix per sample, and its backward pass one gradient per sample; mixing is a
+  single ``(batch, K*in) x (K*in, out)`` product in both directions.
 * **Dropout** (keep probability 0.7 -> rate 0.3) sits on the input of every gating and expert
   layer. It follows flax.nnx's mode switch: ``model.train()`` / ``model.eval()`` (or the
   non-mutating ``nnx.view(model, deterministic=...)``). Modules are built in training mode, the
@@ -56,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from mann_jax.config_errors import ConfigError
 
 Formulation = Literal["auto", "blend", "mix"]
 RngsLike = nnx.Rngs | jax.Array | None
@@ -119,11 +111,11 @@ def _as_dropout_rngs(rngs: RngsLike, fallback: nnx.Rngs) -> nnx.Rngs:
 
 
 def resolve_formulation(formulation: Formulation) -> Literal["blend", "mix"]:
-    """Resolves ``"auto"`` to the formulation measured faster (``"mix"``, at batch 1 and 32; see the module docstring)."""
+    """Resolves ``"auto"`` to the formulation measured faster (``"mix"``; see the module docstring)."""
     if formulation == "auto":
         return "mix"
     if formulation not in ("blend", "mix"):
-        raise ValueError(f"formulation must be 'auto', 'blend' or 'mix', got {formulation!r}")
+        raise ConfigError(f"formulation must be 'auto', 'blend' or 'mix', got {formulation!r}")
     return formulation
 
 
@@ -261,9 +253,8 @@ class ExpertLinear(nnx.Module):
             b = omega @ beta
             return jnp.einsum("bi,bio->bo", x, w) + b
         # Mixing written as ONE matmul: sum_k w_k (x alpha_k) = [w_1 x, ..., w_K x] @ [alpha_1; ...; alpha_K].
-        # The (K, in, out) weights reshape to (K*in, out) for free; on this CPU fwd+bwd of the
-        # 8x512 model at batch 32 took 5.9 ms this way against 17.4 ms for the einsum
-        # "bi,kio->bko" (which makes XLA transpose every expert matrix each step).
+        # The (K, in, out) weights reshape to (K*in, out) for free; an einsum "bi,kio->bko" would make
+        # XLA transpose every expert matrix each step.
         k, i, o = alpha.shape
         scaled = (omega[:, :, None] * x[:, None, :]).reshape(x.shape[0], k * i)
         return scaled @ alpha.reshape(k * i, o) + omega @ beta
@@ -285,8 +276,8 @@ class MANN(nnx.Module):
             ``jax.default_matmul_precision`` takes it. ``"highest"`` (default): float32 products
             on every backend, as the original, so CPU and GPU runs and every sweep strategy agree
             to float rounding. ``"default"`` lets NVIDIA GPUs use TF32 (about 1e-3 relative
-            rounding per product; measured on an H100, the sweep's vmapped and single-model
-            steps then differed by ~2 % relative in some weights after a few steps).
+            rounding per product, enough for a sweep's strategies to drift apart by a few percent
+            in some weights).
         rngs: Random streams: ``params`` initialises the weights, ``dropout`` seeds the stored
             dropout stream (both fall back to ``default``, e.g. ``nnx.Rngs(23456)``).
     """
@@ -306,13 +297,13 @@ class MANN(nnx.Module):
         rngs: nnx.Rngs,
     ) -> None:
         if len(hidden_sizes) != 2:
-            raise ValueError(f"MANN has two hidden layers; got hidden_sizes={tuple(hidden_sizes)}")
+            raise ConfigError(f"MANN has two hidden layers; got hidden_sizes={tuple(hidden_sizes)}")
         idx = tuple(int(i) for i in gating_indices)
         if not idx or min(idx) < 0 or max(idx) >= input_size:
             raise ValueError(f"gating_indices must lie in [0, {input_size}); got {idx}")
         resolve_formulation(formulation)  # validates the name
         if matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {matmul_precision!r}")
+            raise ConfigError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {matmul_precision!r}")
         self.matmul_precision = matmul_precision
         self.input_size = input_size
         self.output_size = output_size

@@ -47,6 +47,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mann_jax.config_errors import ConfigError
+
 DecayMode = Literal["decoupled", "none"]
 
 #: ``0.5 * (1 + cos(0.9 pi))``, the multiplier's floor with the original cap ``T_cur <= 0.9``.
@@ -272,7 +274,7 @@ def adamwr(
         An ``optax.GradientTransformation``.
     """
     if decay_mode not in ("decoupled", "none"):
-        raise ValueError(f"decay_mode must be 'decoupled' or 'none', got {decay_mode!r}")
+        raise ConfigError(f"decay_mode must be 'decoupled' or 'none', got {decay_mode!r}")
     lr = learning_rate_schedule(learning_rate, n_batches=n_batches, te=te, tmult=tmult, t_max=t_max)
     parts = [scale_by_tf_adam(b1, b2, eps), optax.scale_by_schedule(lambda c: -lr(c))]
     if decay_mode == "decoupled":

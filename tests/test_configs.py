@@ -47,3 +47,22 @@ def test_prepare_data_command(tmp_path):
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: {tmp_path / 'nowhere'}: folder does not exist"
+
+
+@pytest.mark.slow
+def test_only_user_errors_become_one_line(tmp_path):
+    """A config's own ConfigError is one line (status 2); a bug in a config keeps its traceback."""
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "experiments.train", *args, f"--workdir={tmp_path / 'w'}"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    bad_arg = run("--config", "configs/default.py:fast")
+    assert bad_arg.returncode == 2, bad_arg.stderr[-2000:]
+    assert bad_arg.stderr.strip() == ("error: --config=configs/default.py:fast: unknown config argument 'fast'; "
+                                      "expected nothing or 'runlocal'")
+    buggy = tmp_path / "buggy.py"
+    buggy.write_text("from configs import default\n\n\ndef get_config(arg=None):\n"
+                     "    return default.get_config().no_such_section\n")
+    bug = run("--config", str(buggy))
+    assert bug.returncode == 1 and "Traceback" in bug.stderr and "no_such_section" in bug.stderr, bug.stderr[-2000:]
+    assert not (tmp_path / "w").exists()

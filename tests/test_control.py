@@ -183,7 +183,7 @@ def test_scenarios_are_reproducible_and_parameterised():
     assert make_scenario("sit").control.styles[-1, layout.STYLES.index("Sit")] == 1.0
     j = make_scenario("jump")
     assert j.control.styles[j.events["jump"], layout.STYLES.index("Jump")] == 1.0
-    with pytest.raises(ValueError, match="unknown scenario 'dance'; expected one of walk, turn90, turn180, run"):
+    with pytest.raises(ValueError, match="unknown scenario 'dance'; expected one of walk, run, turn90, turn180, trot_stop"):
         make_scenario("dance")
     with pytest.raises(ValueError, match="no parameter.*'sped'"):
         make_scenario("walk", sped=1.0)

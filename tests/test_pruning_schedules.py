@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -117,3 +118,21 @@ def test_host_and_traced_update_steps_agree(a, b, total, every):
     sched = make_schedule("one_cycle", start=min(a, b), end=max(a, b), total_steps=total)
     traced = np.asarray(sched.is_update_step(jnp.arange(total + 3), every))
     assert [sched.mask_update_due(c, every) for c in range(total + 3)] == traced.tolist()
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_schedule_from_config_reads_each_schedules_own_keys(name):
+    from configs import default
+    from mann_jax.pruning import schedule_from_config
+    from mann_jax.train import make_pruning_schedule
+
+    pc = default.get_config().pruning
+    pc.schedule, pc.start, pc.end = name, 0.1, 0.8
+    pc.alpha, pc.beta, pc.power, pc.n_steps = 10.0, 4.0, 2.0, 3  # not the factories' defaults
+    steps = jnp.arange(200)
+    got = jax.vmap(schedule_from_config(pc, total_steps=200))(steps)
+    want = jax.vmap(make_pruning_schedule(pc, total_steps=200))(steps)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    if name in ("one_cycle", "agp", "iterative"):  # the section's values are used, not the defaults
+        default_fn = jax.vmap(make_schedule(name, start=0.1, end=0.8, total_steps=200))(steps)
+        assert not np.array_equal(np.asarray(got), np.asarray(default_fn))

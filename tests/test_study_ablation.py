@@ -12,7 +12,7 @@ from mann_jax.control import scenarios as scenario_lib
 from mann_jax.data import layout
 from mann_jax.evaluate import ablation as abl
 from mann_jax.evaluate.controller import run_scenarios, study_scenarios
-from mann_jax.study import ablation as ablation_study
+from mann_jax.study import ablation_experiment as ablation_study
 from mann_jax.study import models as models_lib
 
 FPS = 60.0

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from mann_jax.study import report  # noqa: E402
+from mann_jax.study import registry, report  # noqa: E402
 from mann_jax.study.results import CONCLUSIONS, RESULTS_FILE, save_figure, table, write_results  # noqa: E402
 from mann_jax.study.stats import Finding  # noqa: E402
 
@@ -120,7 +120,7 @@ def test_missing_experiments_listed_with_commands(tmp_path):
     assert "Experiments that ran: 1 of the study's 6; 5 missing" in header
     workdir = str(tmp_path)
     for name in collected.missing:
-        command = report.EXPERIMENTS[name][1].replace("runs/study", workdir)
+        command = registry.command(name).replace("runs/study", workdir)
         assert f"`{command}`" in header, name
     assert "python -m experiments.same_size --config configs/study.py:runlocal --workdir " + workdir in header
     assert "did it finish?" in header.split("`ablation`")[1].split("\n")[0]
@@ -128,8 +128,8 @@ def test_missing_experiments_listed_with_commands(tmp_path):
     # the commands of EXPERIMENTS are the ones configs/study.py documents
     from configs import study
     documented = " ".join(study.__doc__.split())
-    for name, (_, command) in report.EXPERIMENTS.items():
-        assert command in documented, name
+    for name in report.EXPERIMENTS:
+        assert registry.command(name) in documented, name
 
 
 def test_trained_model_sweeps_listed_with_their_total_training_time(tmp_path):
@@ -321,3 +321,34 @@ def test_cli_end_to_end(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and str(empty) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_registry_is_the_one_list():
+    """Every registered experiment has run/headline; the report's tables and the conclusions come from it."""
+    assert list(report.EXPERIMENTS) == list(registry.EXPERIMENTS)
+    for name, exp in registry.EXPERIMENTS.items():
+        module = exp.load()
+        assert callable(module.run) and callable(module.headline), name
+        assert set(exp.conclusions) <= set(CONCLUSIONS), name
+    assert report.CONCLUSION_SOURCES == {"sparsity_costs_quality": ("tradeoff",),
+                                         "pruned_beats_small_dense": ("same_size",),
+                                         "experts_keep_roles": ("ablation", "activations")}
+    assert set(report.CONCLUSION_SOURCES) == set(CONCLUSIONS)
+    assert registry.command("model_size") == "python -m experiments.model_size --workdir runs/study"
+    makefile = (REPO / "Makefile").read_text()
+    assert "-m experiments.study --config $(STUDY_CONFIG) --workdir $(STUDY_DIR)" in makefile
+
+
+@pytest.mark.slow
+def test_study_command_runs_the_registry_then_the_report(tmp_path):
+    cmd = [sys.executable, "-m", "experiments.study", "--config", "configs/study.py:toy", "--only=model_size",
+           f"--workdir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    summary = json.loads(next(line for line in lines if line.startswith("{")))
+    assert summary["experiment"] == "model_size" and summary["verdicts"] == ["supported"]
+    assert f"report: {tmp_path / 'report.md'}" in lines and (tmp_path / "report.md").is_file()
+    bad = subprocess.run(cmd[:-2] + ["--only=nope", f"--workdir={tmp_path}"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --only: unknown experiment(s) ['nope']")

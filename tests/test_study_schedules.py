@@ -1,4 +1,4 @@
-"""Pruning schedules compared on the same budget (mann_jax.study.schedules)."""
+"""Pruning schedules compared on the same budget (mann_jax.study.schedules_experiment)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from configs import study
 from mann_jax.pruning.scoring import pruned_count
-from mann_jax.study import schedules
+from mann_jax.study import schedules_experiment as schedules
 from mann_jax.study.models import trained_models
 
 

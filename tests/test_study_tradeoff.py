@@ -99,7 +99,7 @@ def test_tradeoff_writes_consistent_results(toy_study):
 
 
 def test_model_size_results_match_the_accounting(tmp_path):
-    model_size.run(tmp_path, sparsities=(0.0, 0.9))
+    model_size.run(None, tmp_path, sparsities=(0.0, 0.9))
     results = read_results(tmp_path / "model_size")
     rows = results["data"]["rows"]
     expected = accounting.table1([0.0, 0.9])

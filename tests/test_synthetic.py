@@ -291,3 +291,19 @@ def test_command_line_writes_bvh(tmp_path: Path):
     clip = generate_default_clips(num_clips=1, seconds_per_clip=3.0)[0]
     np.testing.assert_allclose(forward_kinematics(written).positions, forward_kinematics(clip.motion).positions,
                                atol=1e-5)
+
+
+def test_code_fingerprint_follows_the_source(tmp_path, monkeypatch):
+    from mann_jax.data.synthetic import ROW_CODE_MODULES, code_fingerprint
+
+    assert "mann_jax.data.synthetic" in ROW_CODE_MODULES and "mann_jax.data.features" in ROW_CODE_MODULES
+    fp = code_fingerprint()
+    assert len(fp) == 16 and int(fp, 16) >= 0 and code_fingerprint() == fp
+    (tmp_path / "fp_probe_mod.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_fingerprint.__wrapped__(("fp_probe_mod",))
+    assert code_fingerprint.__wrapped__(("fp_probe_mod",)) == before
+    (tmp_path / "fp_probe_mod.py").write_text("X = 2\n")  # an edit to the code: a new key
+    assert code_fingerprint.__wrapped__(("fp_probe_mod",)) != before
+    with pytest.raises(ModuleNotFoundError, match="no_such_module_here"):
+        code_fingerprint.__wrapped__(("no_such_module_here",))

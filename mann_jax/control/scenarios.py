@@ -21,13 +21,17 @@ lie         Idle for ``idle_seconds`` (1), then Lie for ``hold_seconds`` (5)
 jump        Move at ``speed`` (2.0); Jump for ``jump_seconds`` (0.5) from ``jump_at_seconds`` (2);
             ``seconds`` (4) in all
 =========== =================================================================================
+
+:data:`SCENARIOS` is the one registry: each :class:`ScenarioSpec` gives the builder, how the study
+sizes the scenario, which action check proves it happened and whether the expert ablation measures
+it. Adding a scenario = its builder here plus one entry there.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -99,16 +103,18 @@ def turn(*, angle_deg: float = 90.0, speed: float = 1.0, before_seconds: float =
                        after_seconds=after_seconds, fps=fps), {"turn": a})
 
 
-def turn90(**kw: Any) -> Scenario:
+def turn90(*, angle_deg: float = 90.0, speed: float = 1.0, before_seconds: float = 2.0, after_seconds: float = 3.0,
+           fps: float = 60.0) -> Scenario:
     """:func:`turn` by 90° (left)."""
-    kw.setdefault("angle_deg", 90.0)
-    return turn(name="turn90", **kw)
+    return turn(angle_deg=angle_deg, speed=speed, before_seconds=before_seconds, after_seconds=after_seconds, fps=fps,
+                name="turn90")
 
 
-def turn180(**kw: Any) -> Scenario:
+def turn180(*, angle_deg: float = 180.0, speed: float = 1.0, before_seconds: float = 2.0, after_seconds: float = 3.0,
+            fps: float = 60.0) -> Scenario:
     """:func:`turn` by 180° (left)."""
-    kw.setdefault("angle_deg", 180.0)
-    return turn(name="turn180", **kw)
+    return turn(angle_deg=angle_deg, speed=speed, before_seconds=before_seconds, after_seconds=after_seconds, fps=fps,
+                name="turn180")
 
 
 def run(*, speed: float = 3.5, seconds: float = 5.0, fps: float = 60.0) -> Scenario:
@@ -156,9 +162,58 @@ def jump(*, speed: float = 2.0, seconds: float = 4.0, jump_at_seconds: float = 2
                        fps=fps), {"jump": a})
 
 
-SCENARIOS: dict[str, Callable[..., Scenario]] = {
-    "walk": walk, "turn90": turn90, "turn180": turn180, "run": run, "trot_stop": trot_stop,
-    "sit": sit, "lie": lie, "jump": jump,
+class StudySizing(NamedTuple):
+    """What the study's evaluations size their scenarios by (``config.study``)."""
+
+    seconds: float  # study.scenario_seconds
+    walk_speed: float  # study.walk_speed, m/s
+    run_speed: float  # study.run_speed, m/s
+
+
+def _study_turn(z: StudySizing) -> dict[str, float]:
+    before = round(0.4 * z.seconds, 3)
+    return dict(speed=z.walk_speed, before_seconds=before, after_seconds=z.seconds - before)
+
+
+def _study_hold(z: StudySizing) -> dict[str, float]:
+    return dict(idle_seconds=0.2 * z.seconds, hold_seconds=0.8 * z.seconds)
+
+
+class ScenarioSpec(NamedTuple):
+    """One registered scenario: how to build it and how each consumer uses it.
+
+    Attributes:
+      build: the builder, a pure function of keyword parameters (``fps`` included) -> :class:`Scenario`;
+        its signature is the list of parameters ``make_scenario`` and ``--param`` accept.
+      study: its parameters in the study's evaluations, from :class:`StudySizing`; None: the study
+        does not use it.
+      action: the check that the commanded action happened (a key of
+        :data:`mann_jax.evaluate.ablation.ACTION_CHECKS`); None: none.
+      ablation: whether the expert ablation (study Table 2) measures it.
+    """
+
+    build: Callable[..., Scenario]
+    study: Callable[[StudySizing], dict[str, float]] | None = None
+    action: str | None = None
+    ablation: bool = False
+
+
+#: Every scenario, in table order: the one list that ``make_scenario`` (and ``experiments.rollout``),
+#: the study's evaluations (:func:`mann_jax.evaluate.controller.study_scenarios`) and the expert
+#: ablation read.
+SCENARIOS: dict[str, ScenarioSpec] = {
+    "walk": ScenarioSpec(walk, study=lambda z: dict(speed=z.walk_speed, seconds=z.seconds), action="speed",
+                         ablation=True),
+    "run": ScenarioSpec(run, study=lambda z: dict(speed=z.run_speed, seconds=z.seconds), action="speed",
+                        ablation=True),
+    "turn90": ScenarioSpec(turn90, study=_study_turn, action="heading", ablation=True),
+    "turn180": ScenarioSpec(turn180, study=_study_turn, action="heading"),
+    "trot_stop": ScenarioSpec(trot_stop),
+    "sit": ScenarioSpec(sit, study=_study_hold, action="rest", ablation=True),
+    "lie": ScenarioSpec(lie, study=_study_hold, action="rest", ablation=True),
+    "jump": ScenarioSpec(jump, study=lambda z: dict(speed=2.0, seconds=z.seconds, jump_at_seconds=0.5 * z.seconds,
+                                                    jump_seconds=min(0.5, 0.2 * z.seconds)),
+                         action="airborne", ablation=True),
 }
 
 
@@ -170,13 +225,34 @@ def make_scenario(name: str, **params: Any) -> Scenario:
     """
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; expected one of {', '.join(SCENARIOS)}")
-    fn = SCENARIOS[name]
-    target = turn if fn in (turn90, turn180) else fn
-    accepted = [p for p in inspect.signature(target).parameters if p != "name"]
+    build = SCENARIOS[name].build
+    accepted = list(inspect.signature(build).parameters)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"scenario {name!r} has no parameter(s) {unknown}; accepted: {accepted}")
-    return fn(**params)
+    return build(**params)
+
+
+def study_scenario(name: str, sizing: StudySizing, *, fps: float) -> Scenario:
+    """Scenario ``name`` as the study's evaluations size it.
+
+    Raises:
+      ValueError: ``name`` is not registered or the study does not use it.
+    """
+    spec = SCENARIOS.get(name)
+    if spec is None or spec.study is None:
+        raise ValueError(f"unknown study scenario {name!r}; expected one of {list(study_scenario_names())}")
+    return spec.build(**spec.study(sizing), fps=fps)
+
+
+def study_scenario_names() -> tuple[str, ...]:
+    """The scenarios the study sizes (:attr:`ScenarioSpec.study`), in table order."""
+    return tuple(n for n, s in SCENARIOS.items() if s.study is not None)
+
+
+def ablation_scenario_names() -> tuple[str, ...]:
+    """The scenarios the expert ablation measures (:attr:`ScenarioSpec.ablation`), in table order."""
+    return tuple(n for n, s in SCENARIOS.items() if s.ablation)
 
 
 def pad(scenario: Scenario, num_frames: int) -> Scenario:

@@ -56,6 +56,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import hashlib
+import importlib.util
 import math
 import sys
 from collections.abc import Sequence
@@ -1008,6 +1011,34 @@ def generate_default_clips(*, seed: int = 0, num_clips: int = 8, seconds_per_cli
         plan = _fit_plan(random_plan(rng, seconds_per_clip, required), n, fps)
         clips.append(_generate(plan, fps, rng, f"synthetic_{i:03d}"))
     return clips
+
+
+#: The modules whose code decides the rows of a built dataset: this generator, the BVH reader and
+#: the feature pipeline. A dataset cache keyed on :func:`code_fingerprint` is never served stale
+#: after any of them changes, with no version number to remember to bump.
+ROW_CODE_MODULES: tuple[str, ...] = (
+    "mann_jax.data.synthetic", "mann_jax.data.bvh", "mann_jax.data.skeleton", "mann_jax.data.trajectory",
+    "mann_jax.data.contacts", "mann_jax.data.styles", "mann_jax.data.features", "mann_jax.data.layout",
+    "mann_jax.data.normalisation", "mann_jax.data.dataset",
+)
+
+
+@functools.cache
+def code_fingerprint(modules: tuple[str, ...] = ROW_CODE_MODULES) -> str:
+    """SHA-256 (16 hex digits) of the source files of ``modules``, read without importing them.
+
+    Any edit to one of them (comments included) gives a new fingerprint: a cache rebuild is cheap,
+    a stale dataset is not.
+    """
+    h = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"code_fingerprint: no source for module {name!r}")
+        h.update(name.encode() + b"\0")
+        with open(spec.origin, "rb") as f:
+            h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()[:16]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

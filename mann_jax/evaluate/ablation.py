@@ -5,7 +5,7 @@ coefficient of an expert that is off is removed and the others are renormalised 
 ``"none"`` (the all-ones mask: the normal model) and ``"expert_k"`` (expert k off), K + 1 in all.
 Under every condition, every model of the stack is measured in one vmapped call each for
 
-* the scripted scenarios (:data:`SCENARIOS`: walk, run, turn90, sit, lie, jump;
+* the scripted scenarios (:data:`SCENARIOS`: those registered for it, walk, run, turn90, sit, lie, jump;
   :func:`mann_jax.evaluate.controller.run_scenarios`): foot skating (above y = 0, the study's, and
   above the rollout's own support, which hovering paws cannot hide from) and every other motion
   metric, and whether the commanded **action happens** (:func:`action_checks`);
@@ -43,11 +43,13 @@ import dataclasses
 import math
 import sys
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 
+from mann_jax.config_errors import ConfigError
+from mann_jax.control import scenarios as scenario_lib
 from mann_jax.control.scenarios import Scenario
 from mann_jax.data import layout
 from mann_jax.evaluate.controller import (
@@ -61,8 +63,8 @@ from mann_jax.evaluate.controller import (
 )
 from mann_jax.evaluate.skating import paw_positions
 
-#: The scenarios of the ablation, in table order.
-SCENARIOS: tuple[str, ...] = ("walk", "run", "turn90", "sit", "lie", "jump")
+#: The scenarios of the ablation, in table order (those registered with ``ablation=True``).
+SCENARIOS: tuple[str, ...] = scenario_lib.ablation_scenario_names()
 NONE = "none"
 SPEED_FRACTION = 0.5  # walk / run: at least this fraction of the commanded speed after 1 s
 HEADING_TOLERANCE_DEG = 45.0  # turn: final heading within this of the command
@@ -72,7 +74,7 @@ _HIPS = layout.BONES.index("Hips")
 def condition_names(n_experts: int) -> tuple[str, ...]:
     """``("none", "expert_0", ..., "expert_{K-1}")``."""
     if n_experts < 2:
-        raise ValueError(f"an expert ablation needs at least 2 experts (one off, the others renormalised), "
+        raise ConfigError(f"an expert ablation needs at least 2 experts (one off, the others renormalised), "
                          f"got {n_experts}")
     return (NONE,) + tuple(f"expert_{k}" for k in range(n_experts))
 
@@ -136,7 +138,7 @@ def action_thresholds(dataset: Any, *, contact_max_height: float) -> ActionThres
     """
     idle = _median_hips(dataset, "Idle")
     if idle is None:
-        raise ValueError("the dataset has no (non-mirrored) Idle rows: the sit / lie thresholds are midpoints "
+        raise ConfigError("the dataset has no (non-mirrored) Idle rows: the sit / lie thresholds are midpoints "
                          "between the Idle and the Sit / Lie Hips heights")
     sit, lie = _median_hips(dataset, "Sit"), _median_hips(dataset, "Lie")
     return ActionThresholds(idle_hips_m=idle, sit_hips_m=sit, lie_hips_m=lie,
@@ -149,43 +151,74 @@ def _wrap_deg(a: float) -> float:
     return (a + 180.0) % 360.0 - 180.0
 
 
+ActionCheck = Callable[[Scenario, np.ndarray, dict[str, Any], ActionThresholds, float],
+                      tuple[float, float | None, str, bool]]
+
+
+def _speed_check(scenario: Scenario, bones: np.ndarray, metrics: dict[str, Any], thresholds: ActionThresholds,
+                 fps: float) -> tuple[float, float | None, str, bool]:
+    tr = metrics["speed_after_1s"]
+    value, threshold = tr["mean_m_per_s"], thresholds.speed_fraction * tr["commanded_m_per_s"]
+    return value, threshold, "mean speed after 1 s (m/s) >= threshold", value >= threshold
+
+
+def _heading_check(scenario: Scenario, bones: np.ndarray, metrics: dict[str, Any], thresholds: ActionThresholds,
+                   fps: float) -> tuple[float, float | None, str, bool]:
+    command = math.degrees(float(scenario.control.heading[-1]))
+    value = abs(_wrap_deg(metrics["final_heading_deg"] - command))
+    threshold = thresholds.heading_tolerance_deg
+    return value, threshold, "|final heading - command| (deg) <= threshold", value <= threshold
+
+
+def _rest_check(scenario: Scenario, bones: np.ndarray, metrics: dict[str, Any], thresholds: ActionThresholds,
+                fps: float) -> tuple[float, float | None, str, bool]:
+    name = scenario.name
+    threshold = thresholds.sit_below_m if name == "sit" else thresholds.lie_below_m
+    hold = bones[scenario.events[name]:, _HIPS, 1]
+    value = float(np.median(hold[len(hold) // 2:]))
+    return value, threshold, "median Hips height over the last half of the hold (m) < threshold", \
+        threshold is not None and value < threshold
+
+
+def _airborne_check(scenario: Scenario, bones: np.ndarray, metrics: dict[str, Any], thresholds: ActionThresholds,
+                    fps: float) -> tuple[float, float | None, str, bool]:
+    start = scenario.events["jump"]
+    stop = min(len(bones), start + int(round((scenario.params["jump_seconds"] + 1.0) * fps)))
+    lowest = paw_positions(bones[start:stop])[..., 1].min(axis=-1)
+    value, threshold = float(lowest.max()), thresholds.airborne_above_m
+    return value, threshold, "highest lowest-paw height from the command to 1 s after it (m) > threshold", \
+        value > threshold
+
+
+#: The action checks by kind: ``(scenario, bones, metrics, thresholds, fps) -> (value, threshold, what,
+#: ok)``; a registered scenario names its kind (:attr:`mann_jax.control.scenarios.ScenarioSpec.action`).
+#: A threshold of None means the data cannot measure it (the check is then ``None``).
+ACTION_CHECKS: dict[str, ActionCheck] = {
+    "speed": _speed_check,
+    "heading": _heading_check,
+    "rest": _rest_check,
+    "airborne": _airborne_check,
+}
+
+
 def check_action(scenario: Scenario, bones: np.ndarray, metrics: dict[str, Any], thresholds: ActionThresholds, *,
                  fps: float) -> dict[str, Any]:
     """Does the commanded action of one rollout happen? ``{"happens": bool | None, "value", "threshold", "what"}``.
 
     Args:
-      scenario: one of :data:`SCENARIOS` (by name).
+      scenario: a registered scenario whose spec names an action check (by name).
       bones: ``(T, 27, 3)`` the rollout (padding removed).
       metrics: its :func:`mann_jax.evaluate.controller.motion_metrics`.
     """
-    name = scenario.name
+    spec = scenario_lib.SCENARIOS.get(scenario.name)
+    if spec is None or spec.action is None:
+        checked = [n for n, s in scenario_lib.SCENARIOS.items() if s.action is not None]
+        raise ValueError(f"no action check for scenario {scenario.name!r}; expected one of {tuple(checked)}")
+    value, threshold, what, ok = ACTION_CHECKS[spec.action](scenario, bones, metrics, thresholds, fps)
+    if threshold is None:
+        return {"happens": None, "value": float(value), "threshold": None,
+                "what": what + " (no such rows in the data)"}
     finite = bool(np.all(np.isfinite(bones)))
-    if name in ("walk", "run"):
-        tr = metrics["speed_after_1s"]
-        value, threshold = tr["mean_m_per_s"], thresholds.speed_fraction * tr["commanded_m_per_s"]
-        what, ok = "mean speed after 1 s (m/s) >= threshold", value >= threshold
-    elif name.startswith("turn"):
-        command = math.degrees(float(scenario.control.heading[-1]))
-        value = abs(_wrap_deg(metrics["final_heading_deg"] - command))
-        threshold = thresholds.heading_tolerance_deg
-        what, ok = "|final heading - command| (deg) <= threshold", value <= threshold
-    elif name in ("sit", "lie"):
-        threshold = thresholds.sit_below_m if name == "sit" else thresholds.lie_below_m
-        start = scenario.events[name]
-        hold = bones[start:, _HIPS, 1]
-        value = float(np.median(hold[len(hold) // 2:]))
-        what = "median Hips height over the last half of the hold (m) < threshold"
-        if threshold is None:
-            return {"happens": None, "value": value, "threshold": None, "what": what + " (no such rows in the data)"}
-        ok = value < threshold
-    elif name == "jump":
-        start = scenario.events["jump"]
-        stop = min(len(bones), start + int(round((scenario.params["jump_seconds"] + 1.0) * fps)))
-        lowest = paw_positions(bones[start:stop])[..., 1].min(axis=-1)
-        value, threshold = float(lowest.max()), thresholds.airborne_above_m
-        what, ok = "highest lowest-paw height from the command to 1 s after it (m) > threshold", value > threshold
-    else:
-        raise ValueError(f"no action check for scenario {name!r}; expected one of {SCENARIOS} (or turn*)")
     value = float(value)
     return {"happens": bool(ok and finite and math.isfinite(value)), "value": value, "threshold": float(threshold),
             "what": what}

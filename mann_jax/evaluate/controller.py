@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from mann_jax.config_errors import ConfigError
 from mann_jax.control import scenarios as scenario_lib
 from mann_jax.control.rollout import (
     Replay,
@@ -86,28 +87,21 @@ def motion_metrics(bones: np.ndarray, root_positions: np.ndarray, root_direction
 def study_scenarios(study: Any, *, fps: float, names: Sequence[str] | None = None) -> list[scenario_lib.Scenario]:
     """The scripted scenarios of the study's evaluations, sized by ``config.study``.
 
-    ``walk`` and ``run`` last ``scenario_seconds``; ``turn90`` / ``turn180`` walk 40 % of it, then
-    the heading jumps; ``sit`` / ``lie`` stand idle for 20 %, then hold the pose; ``jump`` moves
-    at 2 m/s with a Jump command of min(0.5 s, 20 %) at half-time.
+    Each registered scenario (:data:`mann_jax.control.scenarios.SCENARIOS`) says how the study sizes
+    it from ``scenario_seconds``, ``walk_speed`` and ``run_speed``; ``names=None``: every one the
+    study sizes, in table order.
+
+    Raises:
+      ValueError: a name the study does not size.
     """
-    t = float(study.scenario_seconds)
-    walk, run = float(study.walk_speed), float(study.run_speed)
-    before = round(0.4 * t, 3)
-    make = {
-        "walk": lambda: scenario_lib.walk(speed=walk, seconds=t, fps=fps),
-        "turn90": lambda: scenario_lib.turn90(speed=walk, before_seconds=before, after_seconds=t - before, fps=fps),
-        "turn180": lambda: scenario_lib.turn180(speed=walk, before_seconds=before, after_seconds=t - before, fps=fps),
-        "run": lambda: scenario_lib.run(speed=run, seconds=t, fps=fps),
-        "sit": lambda: scenario_lib.sit(idle_seconds=0.2 * t, hold_seconds=0.8 * t, fps=fps),
-        "lie": lambda: scenario_lib.lie(idle_seconds=0.2 * t, hold_seconds=0.8 * t, fps=fps),
-        "jump": lambda: scenario_lib.jump(speed=2.0, seconds=t, jump_at_seconds=0.5 * t,
-                                          jump_seconds=min(0.5, 0.2 * t), fps=fps),
-    }
-    names = list(make) if names is None else list(names)
-    unknown = [n for n in names if n not in make]
+    sizing = scenario_lib.StudySizing(seconds=float(study.scenario_seconds), walk_speed=float(study.walk_speed),
+                                      run_speed=float(study.run_speed))
+    known = scenario_lib.study_scenario_names()
+    names = list(known) if names is None else list(names)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown study scenario(s) {unknown}; expected some of {list(make)}")
-    return [make[n]() for n in names]
+        raise ValueError(f"unknown study scenario(s) {unknown}; expected some of {list(known)}")
+    return [scenario_lib.study_scenario(n, sizing, fps=fps) for n in names]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +189,7 @@ def held_out_windows(dataset: Any, *, split: str = "test", window_frames: int, m
       ValueError: the split has no clip long enough for one window.
     """
     if window_frames < 2:
-        raise ValueError(f"replay windows need at least 2 frames, got {window_frames}")
+        raise ConfigError(f"replay windows need at least 2 frames, got {window_frames}")
     mask = dataset.split_mask(split) & ~np.asarray(dataset.mirrored)
     candidates: list[tuple[int, np.ndarray]] = []
     for c in np.unique(dataset.clip_index[mask]):
@@ -207,7 +201,7 @@ def held_out_windows(dataset: Any, *, split: str = "test", window_frames: int, m
             for start in range(0, len(run) - window_frames + 1, window_frames):
                 candidates.append((int(c), run[start:start + window_frames]))
     if not candidates:
-        raise ValueError(f"no {split} clip has {window_frames} consecutive frames to replay; clips of the split: "
+        raise ConfigError(f"no {split} clip has {window_frames} consecutive frames to replay; clips of the split: "
                          f"{[n for n, s in zip(dataset.clip_names, dataset.clip_splits) if s == split]}")
     if len(candidates) > max_windows:
         pick = np.linspace(0, len(candidates) - 1, max_windows).round().astype(int)

@@ -61,6 +61,7 @@ from typing import Any, BinaryIO, Callable, Literal, Mapping, Sequence
 import numpy as np
 
 from mann_jax.data.normalisation import Normalisation
+from mann_jax.errors import UserError
 
 FORMAT_NAME = "mann_jax.compact"
 FORMAT_VERSION = 1
@@ -70,7 +71,7 @@ Storage = Literal["auto", "dense", "csr"]
 CSR_BELOW_DENSITY = 0.5
 
 
-class ExportFormatError(ValueError):
+class ExportFormatError(UserError, ValueError):
     """An exported model file is missing, truncated, corrupt, of an unknown format, or cannot be written; names
     the file."""
 

@@ -12,67 +12,25 @@ the gating network (ω), and the three expert layers ``out = [elu](A^T v)`` with
 numba is a pinned dependency; without it :data:`AVAILABLE` is False and the runtime runs its numpy
 path (scipy's CSR product for sparse layers, plain numpy without scipy).
 
-Why a hand-written sparse kernel: the work is a gather-multiply-add over ~0.56 M non-zeros per
-frame (the 90 % unstructured 480-512-512-363 x 8 model), and no maintained library offers a
-vectorised float32 sparse matrix-vector product for batch 1 at these sizes. scipy's
-``csr_matvec`` is a scalar loop with one accumulator and ``int32`` indices: 0.6-0.8 ns per
-non-zero on this project's 2-core Sapphire Rapids Xeon. XLA's CPU gather costs ~2 ns per entry,
-and ``np.take`` + ``einsum`` makes three passes. The row loop of :func:`_csr_product`, compiled by
+Why a hand-written sparse kernel: the work is a gather-multiply-add over the non-zeros, and no
+maintained library offers a vectorised float32 sparse matrix-vector product for batch 1 at these
+sizes (scipy's ``csr_matvec`` is a scalar loop with ``int32`` indices; XLA's CPU gather and
+``np.take`` + ``einsum`` are slower still). The row loop of :func:`_csr_product`, compiled by
 numba, is vectorised by LLVM into 8-wide ``vgatherdps`` + ``vfmadd231ps`` with four accumulators
-(``tests/test_runtime.py`` checks the gathers are in the machine code on AVX2 machines).
-
-Measured (one thread, medians of interleaved rounds; the three layers of that model, 156 k /
-103 k / 299 k non-zeros; a second tenant shares the machine, hence the ranges over runs):
-
-======================================================  ===============  ==================
-sparse kernel                                           ns per non-zero  3 layers, us/frame
-======================================================  ===============  ==================
-scipy CSR (``int32`` indices), numpy mix and ELU        0.65-0.75        390-420
-this loop, ``int32`` indices (64-bit-index gathers)     0.38-0.42        230-260
-this loop, ``uint16`` indices (:func:`_csr_product`)    0.25-0.29        145-160
-the same in C with AVX2 intrinsics (gcc -O3)            0.27             152
-======================================================  ===============  ==================
-
-The gathers bound it, not the bytes: ``vgatherdps`` delivers about one element per 0.27-0.3 ns
-here whatever the indices (all-equal indices measured the same as random ones, and a single
-400 k-entry row the same as the model's rows). It competes with plain loads for the load ports:
-a C kernel doing 3 scalar multiply-adds beside each 8-wide gather measured 0.33 ns per non-zero,
-scalar code alone (4 accumulators) 0.40-0.41. 512-bit gathers are slower on this CPU (0.29 ns in
-C, 0.50 with numba's 512-bit vectors forced), so LLVM's default 256-bit vectors stand.
+(``tests/test_runtime.py`` checks the gathers are in the machine code on AVX2 machines); the
+gathers, not the bytes, bound it. Each row is sliced first (``data[start:stop][p]``, ``p >= 0``
+provably), because numba's negative-index wraparound on a signed offset defeats the vectoriser.
 ``uint16`` indices are zero-extended, which lets LLVM use 32-bit-index gathers (numba
-sign-extends ``int32`` indices to 64 bits and LLVM then gathers with 64-bit indices, half as many
-per instruction), and are 2 bytes fewer per non-zero (3.3 MB for the three layers; the L2 holds 2).
+sign-extends ``int32`` to 64 bits, half as many per instruction), and save 2 bytes per non-zero.
+The ELU is a second, branch-free pass (:func:`_elu`), not a branch in the row loop. The gating
+network and the dense layers (four-row axpys) are compiled too, so one call per frame replaces
+~16 numpy calls. Measurements and the layouts tried (SELL, jagged diagonals, padding, prefetch):
+``docs/measurement_log.md``.
 
-Tried and dropped:
-
-* A plain row loop over ``data[indptr[o] + p]``: numba's negative-index wraparound ``select`` on
-  the signed offset defeats LLVM's vectoriser (the value and index loads became gathers too):
-  1.0-1.4 ns per non-zero. Slicing each row first (``data[start:stop][p]``, ``p >= 0`` provably)
-  removes it.
-* SELL-C-sigma / sliced ELL (16 rows per slice, column-major in the slice) and jagged diagonal
-  storage (one column position for all rows, accumulating in ``out``): LLVM does not vectorise
-  them from numba — the ``out[o] +=`` store may alias the gathered loads, which the vectoriser
-  cannot check at run time, and 16 explicit lane accumulators were unrolled to scalar code
-  (1.0-2.0 ns per non-zero). As the gathers are the bound, a hand-vectorised SELL would save
-  only the per-row horizontal sums.
-* Rows padded to a multiple of 8 / 16 / 40 non-zeros (no scalar remainder): no faster.
-* The ELU inside the row loop (``if acc < 0``): the data-dependent branch cost ~10 us per frame
-  against the second, branch-free pass of :func:`_elu`.
-* Software prefetch (``llvm.prefetch`` through a numba intrinsic) of the values and indices of the
-  row 1, 2 or 4 rows ahead: a frame after the caches were flushed 400 -> 373 us, a warm frame
-  151 -> 186 us. Huge pages for the frame's arrays (a madvise'd, 2 MB-aligned buffer): cold
-  frames unchanged.
-
-Why the rest of the frame is compiled too: in numpy the 20-32-32-8 gating network's ~16 calls
-cost 13-14 us per frame (call overhead; compiled 1.6 us), and one call per frame replaces the
-per-layer numpy calls. The dense layers' four-row axpys measured 820-840 us for the dense model's
-three layers against 890 us for numpy's mix + OpenBLAS gemv + ELU, and 39 us against 62 us on the
-90 % structured model's narrow ``(3848, 51)`` / ``(416, 51)`` / ``(416, 363)`` matrices.
-
-The first :class:`Frame` of a process compiles its kernels, ~5 s the first time on this machine;
+The first :class:`Frame` of a process compiles its kernels (seconds);
 ``cache=True`` stores the machine code in numba's cache (``__pycache__`` next to this file, else
-the user's cache directory, or ``NUMBA_CACHE_DIR``), from which later processes load it in
-~0.3 s. Where no cache location is writable (a read-only install without a writable home) the
+the user's cache directory, or ``NUMBA_CACHE_DIR``), from which later processes load it
+quickly. Where no cache location is writable (a read-only install without a writable home) the
 kernels are compiled in every process instead. :class:`Frame` runs itself once when built, so no
 frame pays the compilation. The kernels release the GIL; a :class:`Frame` is not thread-safe (it
 owns its buffers).

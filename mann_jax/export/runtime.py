@@ -12,98 +12,39 @@ and denormalisation included) and optionally return the gating coefficients ω. 
 the masked dense model computes (``MANN`` in evaluation mode on the pruned weights) to float32
 round-off.
 
-Design choices (measured on the 2-core Xeon (Sapphire Rapids, 260 MB L3) this project runs on,
-float32, ONE thread for OpenBLAS / XLA / onnxruntime — the game setting, and immune to the
-8 ms stalls a 2-thread BLAS gemv showed at batch 1 whenever another process held a core):
+Design. Each choice below was picked by timing the alternatives at ONE thread for BLAS / XLA /
+onnxruntime (the game setting); the figures are in ``docs/benchmarks.md`` and the measurements and
+rejected alternatives behind each choice in ``docs/measurement_log.md``.
 
 * **Mix, never blend, per frame.** The gating coefficients ω are known before the experts run, so
   each expert layer is ``y = sum_k w_k (x alpha_k + beta_k)`` computed as ONE product of the
   vector ``v = [w_1 [x, 1], ..., w_K [x, 1]]`` (length ``K*(in+1)``) with the stacked matrix
-  ``A = [alpha_1; beta_1; ...; alpha_K; beta_K]`` (biases folded in as an extra input 1). Blending
-  (``W = sum_k w_k alpha_k`` then ``x W``, the original runtime) reads every expert matrix AND
-  writes a blended one per frame: 1.38x slower than mixing at batch 1 in numpy (dense model).
+  ``A = [alpha_1; beta_1; ...; alpha_K; beta_K]`` (biases folded in as an extra input 1);
+  blending would read every expert matrix AND write a blended one per frame.
 * **Denormalisation folded** into the last layer (``A`` scaled by ``y_std``; ``y_mean`` added to
   the bias rows, exact up to round-off because ``sum_k w_k = 1``). Input normalisation is NOT
   folded into the first layer (``x / std`` folding would cancel catastrophically for columns with
   large means).
 * **Structured pruning**: the matrices are physically smaller (shrunk on export), so the same
-  dense kernels run on ~15x fewer weights; nothing else is needed.
-* **Batch 1, numpy, with numba** (the default when numba imports): the whole frame —
-  normalisation, gating, the three mixed expert layers — is ONE compiled call
-  (:class:`~mann_jax.export.compiled_kernels.Frame`; the kernels, their measurements and what was
-  tried are in :mod:`mann_jax.export.compiled_kernels`). Unstructured-pruned layers are stored as
-  CSR with a row per output (``y_o = sum_nz A[o, j] v_j``) and ``uint16`` column indices; LLVM
-  vectorises the row sums into AVX2 gathers (``vgatherdps``): ~0.26 ns per non-zero, the gather
-  throughput of this CPU, against 0.6-0.8 ns for scipy's scalar CSR loop. Dense layers run
-  compiled axpys (a little faster than OpenBLAS's gemv here, 1.6x on the narrow structured
-  matrices). The kernel is chosen per layer by density (``kernel="auto"``): sparse below
-  :data:`NUMPY_SPARSE_BELOW` = 0.5 (measured crossover ~0.5 on the three layer shapes of the
-  default model). One call per frame also removes the ~16 numpy calls of the gating network
-  (13-14 us per frame in numpy, 1.6 us compiled).
+  dense kernels run on fewer weights; nothing else is needed.
+* **Batch 1, numpy, with numba** (the default when numba imports): the whole frame is ONE
+  compiled call (:class:`~mann_jax.export.compiled_kernels.Frame`). Unstructured-pruned layers
+  are CSR with a row per output and ``uint16`` column indices (row sums vectorised into AVX2
+  gathers); dense layers run compiled axpys. The kernel is chosen per layer by density
+  (``kernel="auto"``): sparse below :data:`NUMPY_SPARSE_BELOW`, the measured crossover.
 * **Batch 1, numpy, without numba** (``compiled=False`` or numba missing): per-layer numpy calls;
-  sparse layers use scipy's CSR product below :data:`SCIPY_SPARSE_BELOW` = 0.22 (its crossover
-  with OpenBLAS's single-thread gemv), or plain numpy without scipy. A CSC (scatter) loop measured
-  no faster than scipy's CSR; ``np.take`` + ``einsum`` on an ELL layout ~3x slower (numpy casts
-  the indices, three passes).
+  sparse layers use scipy's CSR product below :data:`SCIPY_SPARSE_BELOW` (its crossover with a
+  single-thread gemv), or plain numpy without scipy.
 * **Unstructured pruning, batch 1, JAX**: an ELL layout (``(L, out)`` column indices and values,
-  padded to the longest row) and ``sum(vals * v[cols], axis=0)``. XLA's CPU gather costs ~2 ns
-  per entry, and its batch-1 gemv ~0.18 ns per entry (slower than OpenBLAS), so ELL only wins
-  below ~:data:`JAX_SPARSE_BELOW` density and the gain is small. ``v`` is put behind an
-  ``optimization_barrier``: fused into the gather, XLA recomputed ``w_k * h_i`` per gathered entry
-  (an all-ELL step took 2.4 ms instead of 1.5). ``jax.experimental.sparse`` (BCOO) was measured
-  4–40x slower than dense here and is not used; a COO ``segment_sum`` measured ~2x slower than ELL.
-* **Rejected**: blending only the non-zeros over the union of the experts' supports (with
-  independent masks per expert the union of 8 supports at 10 % density covers ~57 % of entries,
-  so the blend reads more than the dense mix); skipping experts whose ω is below a tolerance (an
-  approximation — softmax coefficients are never exactly 0 — and with a near-uniform gating it
-  skips nothing).
-* **Unstructured pruning, batch N**: scipy's CSR times a dense ``(K*(in+1), N)`` block runs a
-  length-N axpy per non-zero; it beats the dense gemm only below
-  :data:`NUMPY_SPARSE_BELOW_BATCH`. In JAX every gather-based kernel scales with ``N * nnz``
-  gathers and loses to XLA's gemm, so the batch path is dense (on the shrunk matrices) unless
+  padded to the longest row) and ``sum(vals * v[cols], axis=0)``, below :data:`JAX_SPARSE_BELOW`
+  density. ``v`` is put behind an ``optimization_barrier`` so that XLA does not recompute
+  ``w_k * h_i`` per gathered entry.
+* **Batch N**: scipy's CSR times a dense ``(K*(in+1), N)`` block beats the dense gemm only below
+  :data:`NUMPY_SPARSE_BELOW_BATCH`; in JAX every gather kernel scales with ``N * nnz`` and loses
+  to XLA's gemm, so the batch path is dense (on the shrunk matrices) unless
   ``batch_kernel="sparse"`` is forced.
 * Buffers of the batch-1 numpy path are preallocated: a :class:`NumpyRuntime` is not thread-safe;
   use one per thread.
-
-Measured in the session that wrote the compiled frame, when the benchmark's batch-1 figure was the
-mean of 20-frame blocks interleaved with the other runtimes (``python -m
-experiments.bench_inference --numpy_fallback``, three runs back to back, default 480-512-512-363 x
-8 model, 90 %, one thread; microseconds per frame at batch 1 / frames
-per second at batch 256; floor = non-zero weight bytes / the run's DRAM copy bandwidth, 20.6-23.9
-GB/s; ``numpy`` = the compiled frame, ``numpy-scipy`` = ``compiled=False``):
-
-============  =======================  ========================  ==========================  =======================  ===========
-model         numpy                    numpy-scipy               JAX                         onnxruntime (mix)        floor
-============  =======================  ========================  ==========================  =======================  ===========
-dense         883-895 us / 8.3-10.4 k  974-1016 us / 8.5-11.3 k  1071-1194 us / 10.9-12.0 k  967-989 us / 9.7-12.9 k  929-1078 us
-90 % unstr.   203-240 us (3.7-4.4x)    485-520 us (2.0x)         1140-1366 us (0.9x)         936-958 us (1.0x)        94-109 us
-90 % struct.  51-64 us (14.0-17.4x)    84-109 us (9.3-11.9x)     160-211 us (5.3-6.7x)       76-91 us (10.7-12.7x)    62-72 us
-============  =======================  ========================  ==========================  =======================  ===========
-
-(batch 256 of the unstructured model: 8.7-10.3 k frames/s in numpy, the scipy batch path.)
-
-The compiled sparse kernel makes the 90 % unstructured frame 2.2-2.5x faster than scipy's in the
-same run; the compiled dense layers make the dense frame 9-14 % faster than OpenBLAS's (so the
-baseline of the speed-up got faster too) and the structured one 1.6-1.7x. Against the targets
-(>= 4x dense, <= 2x the floor) the unstructured frame is on the edge and NOT reliably within 2x of
-its floor: over 15 bench runs of this code in the session that wrote it (full, ``--no_onnx``,
-``--no_onnx --no_jax``; the machine's speed drifts by +-15 % between runs, the dense frame
-measured 813-996 us) it took 172-270 us: 3.7-4.7x the dense frame (>= 4 in 10 runs) and 1.70-2.56x
-its floor (<= 2 in 2 runs). The kernel sits at the gather throughput (~0.26 ns per non-zero,
-~145-160 us of a warm frame for 0.56 M non-zeros) while the floor counts 4 bytes per non-zero at
-DRAM speed (~0.18 ns), so ~1.6x the floor is the best a warm gather kernel reaches here; the rest
-is the gating, the first (cold) frame of each timing block (+80 us) and the drift. Without numba
-it stays at ~2x dense (scipy's loop), and XLA's gather near 1x. Structured pruning meets both
-targets in numpy.
-
-The benchmark now reports the steady state (every frame timed alone; the lowest median of
-interleaved 50-frame rounds, :mod:`experiments.timing`) and, separately, cold frames (after the
-caches were flushed). Six runs of that (2026-11-23): unstructured 4.6-5.3x faster than the dense
-frame (143-147 us in the three runs that kept the times) and 1.45-1.60x its floor; structured
-18.4-22.6x and 0.47-0.58x: both targets met. Medians over all frames, which include the busy
-periods of the shared machine: unstructured 153-226 us (1.6-2.3x its floor). Cold frames:
-unstructured 3.2-4.1x faster than dense but 4.7-6.0x its floor, structured 6.4-7.2x and 3.8-5.0x
-(the weights come from DRAM at 5-13 GB/s).
 
 The kernel choice per layer is in ``runtime.kernels`` (batch 1) and ``runtime.batch_kernels``;
 what runs the numpy batch-1 sparse layers (``"numba"``, ``"scipy"``, ``"numpy"``) in
@@ -129,7 +70,7 @@ Backend = Literal["numpy", "jax"]
 
 #: Density (non-zeros / entries of the stacked layer matrix) below which the numpy batch-1 path uses
 #: the compiled CSR kernel instead of the compiled dense one (:mod:`mann_jax.export.compiled_kernels`;
-#: measured crossover, see the module docstring).
+#: the measured crossover).
 NUMPY_SPARSE_BELOW = 0.5
 #: The same for scipy's CSR product (the batch-1 sparse kernel without numba).
 SCIPY_SPARSE_BELOW = 0.22
@@ -458,11 +399,10 @@ def _jax_forward(arrays: dict[str, Any], x: Any, *, kinds: tuple[str, str, str])
     for l in range(3):
         v = (omega[:, None] * jnp.concatenate([h, one])[None, :]).reshape(-1)
         if kinds[l] == "dense":
-            y = arrays["dense_t"][l] @ v  # (out, K*(in+1)) @ v: XLA's gemv measured ~20 % faster than v @ A
+            y = arrays["dense_t"][l] @ v  # (out, K*(in+1)) @ v: XLA's gemv is faster than v @ A
         else:
             cols, vals = arrays["ell"][l]
-            # Keep v out of the gather's fusion: fused, XLA recomputed w_k * h_i per gathered entry
-            # (an all-ELL step measured 2.4 ms instead of 1.5 ms).
+            # Keep v out of the gather's fusion: fused, XLA recomputes w_k * h_i per gathered entry.
             v = jax.lax.optimization_barrier(v)
             y = jnp.sum(vals * v.at[cols].get(mode="promise_in_bounds"), axis=0)
         h = jax.nn.elu(y) if l < 2 else y

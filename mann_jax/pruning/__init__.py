@@ -26,7 +26,7 @@ from mann_jax.pruning.masks import (
     sparsity_report,
     with_target_sparsity,
 )
-from mann_jax.pruning.schedules import SCHEDULES, Schedule, make_schedule, plot_schedules
+from mann_jax.pruning.schedules import SCHEDULES, Schedule, make_schedule, plot_schedules, schedule_from_config
 from mann_jax.pruning.scoring import SCORES, count_for_sparsity, lowest_k, pruned_count, register_score
 from mann_jax.pruning.structured import hidden_sizes_after, shrink, units_from_masks
 
@@ -49,6 +49,7 @@ __all__ = [
     "prune",
     "pruned_count",
     "register_score",
+    "schedule_from_config",
     "shrink",
     "sparsity_report",
     "units_from_masks",

@@ -64,18 +64,9 @@ Default MANN (480-512-512-363, K = 8, gating 19-32-32-8): ``P = 480·512 + 512·
 value, within 1.7 %, the study having rounded to whole megabits). The seed-23456 draw holds one
 expert weight that is exactly 0.0, so the dense model counts 5,550,079 non-zero expert weights
 (plus 1,888 gating weights; all biases are 0). The study's numbers are thus
-"blend cost scaled by density, blended matrix-vector product dense, one FLOP per MAC". The
-per-formulation alternatives tried on the same masks (max |relative deviation| over the 10 rows):
-
-* blend, 2 FLOPs per MAC (dense ``x·W`` = 2P): +6 % at 0 %, +40 % at 90 % -- no;
-* mix, 2 FLOPs per MAC (2 per non-zero expert weight): +0.2 % at 0 % but −35 % at 90 % -- no;
-* mix, 1 FLOP per MAC: about half the study's numbers (−50 % … −67 %) -- no;
-* blend with exact skipping (``2n − 1`` per entry with ``n`` non-zero experts) and ``x·W`` on the
-  support, 1 per MAC (= 2 per non-zero expert weight): −36 % at 90 % -- no; the same with a dense
-  ``x·W``: −17 % at 90 % -- no;
-* blend as an einsum of K MACs per entry, 1 per MAC: −44 % at 0 % -- no;
-* blend scaled by density, ``x·W`` on the support, 1 per MAC: within 1.2 % up to 70 %, −4.7 % at
-  80 %, −19 % at 90 % -- offered as the ``blended_matvec="support"`` column.
+"blend cost scaled by density, blended matrix-vector product dense, one FLOP per MAC"; every
+other convention checked against the table (2 FLOPs per MAC, mixing, exact skipping, ...) misses
+it by 6-67 % (``docs/measurement_log.md``); the closest is offered as ``blended_matvec="support"``.
 """
 
 from __future__ import annotations

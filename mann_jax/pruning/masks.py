@@ -32,24 +32,22 @@ Design (learnt from jaxpruner, which is not a dependency):
 * **When.** The masks computed in update number ``count`` (0-based) apply to that update's
   result, so after ``step`` updates the parameters have sparsity ``schedule(step - 1) * target``
   (changing only on update steps); with ``end = 1`` the last step of training reaches the target.
-* **Cost** (2-core CPU, JAX 0.10, 8x512 model, 5.55 M prunable weights, jitted): a global mask
-  update adds about 80 ms to a ~16 ms batch-32 train step (local: ~65 ms; neuron, n:m: ~1-3 ms).
-  Use ``update_every`` of tens to hundreds of steps for unstructured pruning. Vmapped over 3 levels
-  WITHOUT ``axis_name`` a non-update step took 1.0 s against 66 ms with it. A step whose update
-  branch is compiled in but not taken still cost ~25-40 % more than a step without pruning on
-  CPU (13.2-14.3 against 10.2-10.7 ms, two interleaved runs): XLA's CPU runtime allocates the
-  temporaries of the whole program, the branch's included (~90 MB), on every run; above glibc's
-  64 MB per-thread heap that is a fresh mmap each time, and every page touched faults in again
-  (~900 faults a call in a reduced reproduction: the masking alone under an untaken update
-  branch). So the training loops compile a second step with ``mask_updates=False`` (masks applied,
-  never recomputed: 11.4 ms against 13.2 ms in the second run) and run it on every step that
-  :meth:`Schedule.mask_update_due` says needs no update (:func:`mann_jax.train.run_loop`).
+* **Cost**: a global mask update costs several train steps (a selection over every prunable
+  weight), so use ``update_every`` of tens to hundreds of steps for unstructured pruning; under
+  ``jax.vmap`` pass ``axis_name``, or the update's ``lax.cond`` becomes a select that runs the
+  update on every step. A step
+  whose update branch is compiled in but not taken still costs more than an unpruned one (XLA's
+  CPU runtime allocates the branch's temporaries on every run), so the training loops compile a
+  second step with ``mask_updates=False`` (masks applied, never recomputed) and run it on every
+  step that :meth:`Schedule.mask_update_due` says needs no update (:func:`mann_jax.train.run_loop`).
+  Figures: ``docs/benchmarks.md``; the measurements: ``docs/measurement_log.md``.
 * **Every step**: masked gradients go into the inner optimizer, and the update of a pruned
   weight is replaced by ``-param``, so ``param + update == 0`` exactly after
   ``optax.apply_updates``; this also kills revival through Adam moments or decoupled weight decay.
-* **Granularity**: ``"unstructured"`` (here, :func:`unstructured_masks`), ``"neuron"`` and
-  ``"n:m"`` (see :mod:`mann_jax.pruning.structured`; global neuron pruning ranks layer-normalised
-  unit scores and never empties a hidden layer).
+* **Granularity**: a dispatch table, :data:`GRANULARITIES` (which leaves, which checks, which
+  mask update): ``"unstructured"`` (here, :func:`unstructured_masks`), ``"neuron"`` and ``"n:m"``
+  (see :mod:`mann_jax.pruning.structured`; global neuron pruning ranks layer-normalised unit
+  scores and never empties a hidden layer).
 * **Prunable leaves** (unstructured and n:m): by default the expert matrices ``layer0/alpha``,
   ``layer1/alpha``, ``layer2/alpha``; :data:`EXPERTS_AND_GATING` adds the gating kernels. A filter
   is a regex (full match on the ``/``-joined path) or ``(path, leaf) -> bool``; leaves named
@@ -67,12 +65,13 @@ import numpy as np
 import optax
 from jax import lax
 
+from mann_jax.config_errors import ConfigError
 from mann_jax.pruning import structured
 from mann_jax.pruning.schedules import Schedule
 from mann_jax.pruning.scoring import count_for_sparsity, get_score, lowest_k
 
 Scope = Literal["global", "local"]
-Granularity = Literal["unstructured", "neuron", "n:m"]
+Granularity = str  # a key of GRANULARITIES: "unstructured", "neuron", "n:m"
 PrunableFn = Callable[[str, Any], bool]
 
 #: Regex of the default prunable leaves: the motion network's expert weight matrices.
@@ -177,6 +176,109 @@ def find_pruning_state(opt_state: Any) -> PruningState:
     return found[0]
 
 
+class MaskUpdate(NamedTuple):
+    """What a granularity's mask update sees, inside the compiled step.
+
+    Attributes:
+        params: The parameter tree; ``paths``, ``mask_leaves``: its leaves' paths and current masks in
+            tree order; ``masks``: the masks tree.
+        chosen: Paths of the pruned leaves (:attr:`GranularityRule.leaves`).
+        raw_scores: Leaf index -> the criterion's element scores.
+        scores_of: ``(leaf index, fill=-inf)`` -> float32 scores with already-pruned entries set to ``fill``.
+        sparsity: Fraction to prune now (traced); ``scope``, ``axis_name``, ``n_m``: :func:`prune`'s.
+    """
+
+    params: Any
+    masks: Any
+    paths: list[str]
+    mask_leaves: list[jax.Array]
+    chosen: set[str]
+    raw_scores: Callable[[int], jax.Array]
+    scores_of: Callable[..., jax.Array]
+    sparsity: jax.Array
+    scope: str
+    axis_name: str | None
+    n_m: tuple[int, int]
+
+
+def _no_check(*_: Any) -> None:
+    return None
+
+
+class GranularityRule(NamedTuple):
+    """How one granularity prunes: the entries of :data:`GRANULARITIES`.
+
+    Attributes:
+        leaves: ``(params, prunable filter) -> paths`` of the leaves it prunes.
+        new_masks: :class:`MaskUpdate` -> ``{leaf index: new kept mask}`` (leaves not returned keep theirs).
+        check_settings: ``(n_m, prunable)`` -> raises ConfigError on settings it cannot use.
+        check_params: ``(params, chosen paths, n_m)`` -> raises ValueError on parameters it cannot prune.
+    """
+
+    leaves: Callable[[Any, PrunableFn], set[str]]
+    new_masks: Callable[[MaskUpdate], dict[int, jax.Array]]
+    check_settings: Callable[[tuple[int, int], Any], None] = _no_check
+    check_params: Callable[[Any, set[str], tuple[int, int]], None] = _no_check
+
+
+def _filtered_leaves(params: Any, select: PrunableFn) -> set[str]:
+    return set(prunable_paths(params, select))
+
+
+def _unstructured_update(u: MaskUpdate) -> dict[int, jax.Array]:
+    idx = [i for i, p in enumerate(u.paths) if p in u.chosen]
+    kept = unstructured_masks([u.raw_scores(i) for i in idx], [u.mask_leaves[i] for i in idx], u.sparsity,
+                              scope=u.scope, axis_name=u.axis_name)
+    return dict(zip(idx, kept))
+
+
+def _neuron_leaves(params: Any, select: PrunableFn) -> set[str]:
+    return {f"{layer}/{name}" for layer, name in structured.NEURON_LEAVES}
+
+
+def _neuron_update(u: MaskUpdate) -> dict[int, jax.Array]:
+    idx = {p: i for i, p in enumerate(u.paths)}
+    # Pruned weights add 0 to a unit's score; pruned units themselves score -inf.
+    elem = tuple(u.scores_of(idx[f"layer{j}/alpha"], 0.0) for j in range(3))
+    alive = structured.units_from_masks(u.masks)
+    u0, u1 = structured.prune_units(structured.unit_scores(elem, alive), alive, u.sparsity, scope=u.scope,
+                                    axis_name=u.axis_name)
+    return {idx[f"{layer}/{name}"]: mk for (layer, name), mk in structured.leaf_masks_from_units(u.params, u0, u1).items()}
+
+
+def _neuron_settings(n_m: tuple[int, int], prunable: Any) -> None:
+    if prunable is not None:
+        raise ConfigError("neuron pruning removes hidden units of layer0/layer1; it takes no prunable filter")
+
+
+def _n_m_settings(n_m: tuple[int, int], prunable: Any) -> None:
+    n, m = n_m
+    if not 1 <= n < m:
+        raise ConfigError(f"n:m needs 1 <= n < m, got {n_m}")
+
+
+def _n_m_params(params: Any, chosen: set[str], n_m: tuple[int, int]) -> None:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if path_string(path) in chosen:
+            structured.check_n_m(np.shape(leaf), n_m[0], n_m[1], path_string(path))
+
+
+def _n_m_update(u: MaskUpdate) -> dict[int, jax.Array]:
+    n, m = u.n_m
+    apply = u.sparsity > 0
+    return {i: jnp.where(apply, structured.n_m_mask(u.scores_of(i), u.mask_leaves[i], n, m), u.mask_leaves[i])
+            for i, p in enumerate(u.paths) if p in u.chosen}
+
+
+#: The granularities :func:`prune` dispatches on (``pruning.granularity``); adding one = a rule here.
+GRANULARITIES: dict[str, GranularityRule] = {
+    "unstructured": GranularityRule(_filtered_leaves, _unstructured_update),
+    "neuron": GranularityRule(_neuron_leaves, _neuron_update, check_settings=_neuron_settings,
+                              check_params=lambda params, chosen, n_m: structured.check_mann_params(params)),
+    "n:m": GranularityRule(_filtered_leaves, _n_m_update, check_settings=_n_m_settings, check_params=_n_m_params),
+}
+
+
 def prune(
     inner: optax.GradientTransformation,
     *,
@@ -218,19 +320,17 @@ def prune(
         ValueError: bad settings (checked here; the filter is checked by ``init``).
     """
     if scope not in ("global", "local"):
-        raise ValueError(f"scope must be 'global' or 'local', got {scope!r}")
-    if granularity not in ("unstructured", "neuron", "n:m"):
-        raise ValueError(f"granularity must be 'unstructured', 'neuron' or 'n:m', got {granularity!r}")
+        raise ConfigError(f"scope must be 'global' or 'local', got {scope!r}")
+    if granularity not in GRANULARITIES:
+        raise ConfigError(f"granularity must be one of {', '.join(map(repr, GRANULARITIES))}, got {granularity!r}")
     if int(update_every) != update_every or update_every < 1:
-        raise ValueError(f"update_every must be an integer >= 1, got {update_every}")
+        raise ConfigError(f"update_every must be an integer >= 1, got {update_every}")
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a mann_jax.pruning.Schedule (see make_schedule), got {schedule!r}")
-    n, m = (int(v) for v in n_m)
-    if granularity == "n:m" and not 1 <= n < m:
-        raise ValueError(f"n:m needs 1 <= n < m, got {n_m}")
-    if granularity == "neuron" and prunable is not None:
-        raise ValueError("neuron pruning removes hidden units of layer0/layer1; it takes no prunable filter")
-    _check_target(target_sparsity, granularity, (n, m))
+    rule = GRANULARITIES[granularity]
+    n_m = (int(n_m[0]), int(n_m[1]))
+    rule.check_settings(n_m, prunable)
+    _check_target(target_sparsity, granularity, n_m)
     score_fn = get_score(criterion)
     select = _as_filter(prunable)
     inner = optax.with_extra_args_support(inner)
@@ -240,22 +340,12 @@ def prune(
         flat, treedef = jax.tree_util.tree_flatten_with_path(params)
         return [path_string(p) for p, _ in flat], treedef
 
-    def pruned_paths(params: Any) -> set[str]:
-        if granularity == "neuron":
-            return {f"{layer}/{name}" for layer, name in structured.NEURON_LEAVES}
-        return set(prunable_paths(params, select))
-
     def init_fn(params: Any) -> PruningState:
-        if granularity == "neuron":
-            structured.check_mann_params(params)
-        chosen = pruned_paths(params)
+        chosen = rule.leaves(params, select)
+        rule.check_params(params, chosen, n_m)
         if not chosen:
             raise ValueError("the prunable filter selects no parameter (biases and scalars are never pruned); "
                              f"paths: {leaf_paths(params)[0]}")
-        if granularity == "n:m":
-            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-                if path_string(path) in chosen:
-                    structured.check_n_m(np.shape(leaf), n, m, path_string(path))
         masks = jax.tree_util.tree_map_with_path(
             lambda path, leaf: jnp.ones(np.shape(leaf) if path_string(path) in chosen else (), bool), params)
         return PruningState(
@@ -271,33 +361,19 @@ def prune(
         g_leaves = treedef.flatten_up_to(grads)
         m_leaves = treedef.flatten_up_to(masks)
         key = jax.random.fold_in(jax.random.key(seed), count)
-        chosen = pruned_paths(params)
+
+        def raw_scores(i: int) -> jax.Array:
+            return score_fn(p_leaves[i], g_leaves[i], jax.random.fold_in(key, i))
 
         def scores_of(i: int, fill: float = -jnp.inf) -> jax.Array:
-            s = score_fn(p_leaves[i], g_leaves[i], jax.random.fold_in(key, i)).astype(jnp.float32)
-            return jnp.where(m_leaves[i], s, jnp.float32(fill))
+            return jnp.where(m_leaves[i], raw_scores(i).astype(jnp.float32), jnp.float32(fill))
 
+        ctx = MaskUpdate(params=params, masks=masks, paths=paths, mask_leaves=m_leaves,
+                         chosen=rule.leaves(params, select), raw_scores=raw_scores, scores_of=scores_of,
+                         sparsity=sparsity, scope=scope, axis_name=axis_name, n_m=n_m)
         out = list(m_leaves)
-        if granularity == "neuron":
-            idx = {p: i for i, p in enumerate(paths)}
-            # Pruned weights add 0 to a unit's score; pruned units themselves score -inf.
-            elem = tuple(scores_of(idx[f"layer{j}/alpha"], 0.0) for j in range(3))
-            alive = structured.units_from_masks(masks)
-            u0, u1 = structured.prune_units(structured.unit_scores(elem, alive), alive, sparsity,
-                                            scope=scope, axis_name=axis_name)
-            for (layer, name), mk in structured.leaf_masks_from_units(params, u0, u1).items():
-                out[idx[f"{layer}/{name}"]] = mk
-        elif granularity == "n:m":
-            apply = sparsity > 0
-            for i, p in enumerate(paths):
-                if p in chosen:
-                    out[i] = jnp.where(apply, structured.n_m_mask(scores_of(i), m_leaves[i], n, m), m_leaves[i])
-        else:
-            idx = [i for i, p in enumerate(paths) if p in chosen]
-            scores = [score_fn(p_leaves[i], g_leaves[i], jax.random.fold_in(key, i)) for i in idx]
-            kept = unstructured_masks(scores, [m_leaves[i] for i in idx], sparsity, scope=scope, axis_name=axis_name)
-            for i, mk in zip(idx, kept):
-                out[i] = mk
+        for i, mk in rule.new_masks(ctx).items():
+            out[i] = mk
         return treedef.unflatten(out)
 
     def update_fn(

@@ -6,6 +6,9 @@ Two layers:
   fraction of the final sparsity reached (``f(1) = 1``). :data:`SCHEDULES` holds factories of them
   by name: ``"one_cycle"`` (fasterai ``sched_onecycle``), ``"agp"`` (Zhu & Gupta's cubic),
   ``"linear"``, ``"cosine"``, ``"one_shot"`` and ``"iterative"`` (``n_steps`` equal steps).
+* :func:`schedule_from_config` builds the schedule a ``pruning`` config section names; each factory
+  reads its own keyword parameters from that section by name (adding a schedule = its factory here
+  plus one :data:`SCHEDULES` entry, and its keys with defaults in ``configs/default.py``).
 * A :class:`Schedule` places the window in training and maps an optimizer step count (the number
   of updates applied before the current one, as in optax states) to that fraction. The window's
   ``start`` and ``end`` are fractions of training; fraction ``x`` is the step count
@@ -32,14 +35,17 @@ Formulas (``t`` in [0, 1]):
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from os import PathLike
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mann_jax.config_errors import ConfigError
 
 #: ``f(t)``: progress in [0, 1] -> fraction of the target sparsity reached.
 ProgressFn = Callable[[jax.Array], jax.Array]
@@ -118,7 +124,7 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.start <= self.end <= 1.0:
-            raise ValueError(f"pruning window needs 0 <= start <= end <= 1, got start={self.start}, end={self.end}")
+            raise ConfigError(f"pruning window needs 0 <= start <= end <= 1, got start={self.start}, end={self.end}")
         if int(self.total_steps) != self.total_steps or self.total_steps < 1:
             raise ValueError(f"total_steps must be a positive integer, got {self.total_steps}")
 
@@ -178,12 +184,37 @@ def make_schedule(name: str, *, start: float, end: float, total_steps: int, **kw
         ValueError: unknown name, bad window or bad factory arguments.
     """
     if name not in SCHEDULES:
-        raise ValueError(f"unknown pruning schedule {name!r}; known: {sorted(SCHEDULES)}")
+        raise ConfigError(f"unknown pruning schedule {name!r}; known: {sorted(SCHEDULES)}")
     try:
         fn = SCHEDULES[name](**kwargs)
     except TypeError as e:
-        raise ValueError(f"bad arguments for schedule {name!r}: {e}") from None
+        raise ConfigError(f"bad arguments for schedule {name!r}: {e}") from None
     return Schedule(fn=fn, start=float(start), end=float(end), total_steps=int(total_steps), name=name)
+
+
+def schedule_params(name: str) -> tuple[str, ...]:
+    """The keyword parameters of schedule ``name``'s factory: the config keys it reads (see
+    :func:`schedule_from_config`)."""
+    if name not in SCHEDULES:
+        raise ConfigError(f"unknown pruning schedule {name!r}; known: {sorted(SCHEDULES)}")
+    return tuple(inspect.signature(SCHEDULES[name]).parameters)
+
+
+def schedule_from_config(pruning_config: Any, *, total_steps: int) -> Schedule:
+    """The :class:`Schedule` of a ``pruning`` config section over ``total_steps``.
+
+    The section names the schedule (``schedule``) and its window (``start``, ``end``); each factory
+    reads its own parameters from the section by name (``one_cycle``: ``alpha``, ``beta``; ``agp``:
+    ``power``; ``iterative``: ``n_steps``), a key the section lacks keeping the factory's default. So
+    a new schedule needs only its factory in :data:`SCHEDULES` and its keys in the config.
+
+    Raises:
+        ConfigError: unknown schedule, bad window or bad parameter values.
+    """
+    name = pruning_config.schedule
+    kwargs = {k: pruning_config[k] for k in schedule_params(name) if k in pruning_config}
+    return make_schedule(name, start=float(pruning_config.start), end=float(pruning_config.end),
+                         total_steps=total_steps, **kwargs)
 
 
 def plot_schedules(

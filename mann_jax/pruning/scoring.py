@@ -24,10 +24,9 @@ Selection is exact and deterministic:
   answer, ``32 / bits`` passes over the scores; with 16 bits, two passes that each histogram a
   16-bit digit with a scatter-add instead), then breaks ties at that value with a cumulative sum,
   which only runs when tied entries straddle the boundary. ``bits`` is chosen per backend
-  (:data:`RADIX_BITS`): on CPU 16 bits (two histogram passes: 2.4x faster than a 32-pass binary
-  search on 5.5 M weights on the 2-core CPU; comparison passes with more bits were slower there);
-  on GPU 4 bits (8 passes with 15 thresholds each, counted as one row reduction per threshold;
-  XLA:GPU's scatter-add is 3-7x slower than that on an H100).
+  (:data:`RADIX_BITS`, measured): on CPU 16 bits (two histogram passes); on GPU 4 bits (8 passes
+  with 15 thresholds each, counted as one row reduction per threshold, since XLA:GPU's
+  scatter-add is slower).
   No library offers an exact, traced-``k`` selection with this tie rule: ``lax.top_k`` needs a
   static ``k`` and ``jnp.sort``/``argsort`` cost a full sort.
 """
@@ -41,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from mann_jax.config_errors import ConfigError
 
 #: ``(param, grad, key) -> scores`` of ``param``'s shape; the lowest scores are pruned first.
 ScoreFn = Callable[[jax.Array, "jax.Array | None", jax.Array], jax.Array]
@@ -81,7 +82,7 @@ def get_score(name: str) -> ScoreFn:
     try:
         return SCORES[name]
     except KeyError:
-        raise ValueError(f"unknown pruning criterion {name!r}; known: {sorted(SCORES)}") from None
+        raise ConfigError(f"unknown pruning criterion {name!r}; known: {sorted(SCORES)}") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -167,27 +168,12 @@ def _any_over(pred: jax.Array, axis_name: str | None) -> jax.Array:
     return lax.pmax(pred.astype(jnp.int32), axis_name) > 0
 
 
-#: Radix-select digit width per backend, measured with ``python -m experiments.bench_select`` (the
-#: whole selection over 5.55 M scores, the 8x512 model's expert weights; 1 / 10 models vmapped).
-#: 2-core CPU: 16 bits (two histogram passes) 51 / 622 ms, 1 bit (a plain binary search) 122 /
-#: 1246 ms; earlier runs: 2 bits 140-144 ms, 4 bits 385 ms, 8 bits 3.4 s for one model (XLA:CPU's
-#: several-output reductions are slow). H100: 4 bits 0.36 / 1.83 ms, 2 bits 0.39 / 2.06 ms, 1 bit
-#: 0.52 / 3.15 ms, 16 bits 1.21 / 12.3 ms (atomic scatter-adds). The 4-bit counts as
-#: ``[candidates, n]`` row reductions took 1.3 ms for ten models' k-th key where the same counts
-#: as ``[n, candidates]`` reduced over axis 0 took 4.1 ms. Tried and dropped: bracketing the answer
-#: with a sorted strided sample, then compacting and selecting inside the bracket (about three
-#: passes instead of eight): H100 0.61 / 2.5 ms, no clear gain; on CPU the compaction alone took 75 ms.
-#: Also dropped before measuring (2026-11-23): a stateless warm start for the mask updates — search
-#: first in a band of 2**16 keys just above the lowest score above the already-pruned entries'
-#: -inf (1 + 4 passes). The lowest surviving |w| is an extreme value that sits far below the next
-#: threshold (and drifts down by a step of Adam between updates), so the band missed the answer
-#: already 5 entries above the floor on |N(0, 1)| scores; a band anchored at the previous threshold
-#: would need it in the optimizer state.
-#: Also tried on CPU: numpy's introselect through ``jax.pure_callback`` (20 ms instead of 106 ms for
-#: the global masks alone, but a train step with a mask update only went from 87 to 75 ms at 87 %
-#: sparsity): not worth a host round trip inside the step.
 #: Digit widths :func:`kth_smallest_key` accepts.
 RADIX_WIDTHS: tuple[int, ...] = (1, 2, 4, 8, 16)
+#: Radix-select digit width per backend, the fastest width ``python -m experiments.bench_select``
+#: measures for the whole selection over the 8x512 model's 5.55 M expert weights: 16 bits (two
+#: histogram passes) on CPU; 4 bits on GPU, whose atomic scatter-adds make histograms slow. Figures
+#: and the alternatives tried: ``docs/benchmarks.md`` and ``docs/measurement_log.md``.
 RADIX_BITS: dict[str, int] = {"cpu": 16, "gpu": 4, "tpu": 4}
 
 

@@ -10,7 +10,9 @@ One module per concept; the thin entry points are in ``experiments/`` and the se
 * :mod:`.stats` — mean ± std over seeds and the stated tests that turn numbers into verdicts.
 * :mod:`.results` — the ``results.json`` every experiment writes (tables, figures, findings) and
   saving figures as PNG + SVG.
-* :mod:`.tradeoff`, :mod:`.model_size`, :mod:`.same_size`, :mod:`.ablation`, :mod:`.activations`,
-  :mod:`.schedules` — the experiments; :mod:`.report` gathers them into one Markdown report;
-  :mod:`.command` — the command line their entry points share.
+* :mod:`.tradeoff`, :mod:`.model_size`, :mod:`.same_size`, :mod:`.ablation_experiment`,
+  :mod:`.activations`, :mod:`.schedules_experiment` — the experiments, listed once in
+  :mod:`.registry` (which ``make study``, ``experiments.study``, the per-experiment commands and the
+  report read); :mod:`.report` gathers them into one Markdown report; :mod:`.command` — the
+  command line they share.
 """

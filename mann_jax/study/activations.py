@@ -21,14 +21,14 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from mann_jax.evaluate import gating as gating_lib
 from mann_jax.evaluate.controller import run_scenarios, study_scenarios
 from mann_jax.study import results, stats
-from mann_jax.study.ablation import dense_and_sparse
+from mann_jax.study.ablation_experiment import dense_and_sparse
 
 EXPERIMENT = "activations"
 TITLE = "Expert activations: dense vs sparse (study Fig. 4)"
@@ -245,3 +245,11 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     return results.write_results(out, experiment=EXPERIMENT, title=TITLE, scale=results.scale_of(config),
                                  tables=[table, profile_table], figures=figs, findings=findings, data=data,
                                  seconds=time.time() - t0, scalars=scalars)
+
+
+def headline(res: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures the command prints as its last (JSON) line, from :func:`run`'s results."""
+    per_seed = res["data"]["per_seed"]
+    return {"cosine_mean": per_seed["cosine_mean_over_actions"]["mean"],
+            "entropy_dense_mean": per_seed["entropy_dense_mean_over_actions"]["mean"],
+            "entropy_sparse_mean": per_seed["entropy_sparse_mean_over_actions"]["mean"]}

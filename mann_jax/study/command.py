@@ -1,9 +1,12 @@
-"""The command line every study experiment shares (``experiments/{tradeoff,same_size,ablation,...}.py``).
+"""The command line of the study: ``experiments.study`` (every registered experiment, then the report)
+and each experiment's own entry point (``experiments/{tradeoff,same_size,ablation,...}.py``).
 
-``--config`` (default ``configs/study.py:runlocal``) and ``--workdir``; the command runs the
-experiment, prints its tables and findings, where it wrote them, and as the LAST line a JSON
+Both read :data:`mann_jax.study.registry.EXPERIMENTS`. ``--config`` (default
+``configs/study.py:runlocal``) and ``--workdir``; each experiment run prints its tables and findings, where it wrote them, and as the LAST line a JSON
 summary: ``experiment``, ``out_dir``, ``seconds`` and the experiment's own headline figures. Bad
-input and settings the study cannot use (``ValueError``) end it with one ``error:`` line, status 2.
+input and settings the study cannot use (the project's user errors, e.g.
+:class:`~mann_jax.config_errors.ConfigError`) end it with one ``error:`` line, status 2; any other
+exception is a bug and keeps its traceback.
 
 The flags are defined here, imported only by the study's entry points (the other commands define
 their own ``--config``).
@@ -13,40 +16,95 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from absl import flags, logging
 from ml_collections import config_flags
 
 from mann_jax import cli, workdir_lock
-from mann_jax.config_errors import check
+from mann_jax.config_errors import ConfigError, check
+from mann_jax.study import registry
 from mann_jax.study.results import print_summary
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/study.py:runlocal", "Study config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (models/ and one folder per experiment).",
                                required=True)
 
-Results = Mapping[str, Any]
+Results = registry.Results
 
 
-def run_experiment(run: Callable[[Any, str], Results], headline: Callable[[Results], dict[str, Any]]) -> None:
-    """Run the command: ``run(config, workdir)`` returns the results.json payload, ``headline`` its JSON figures."""
+def check_study_settings(config: Any) -> None:
+    """The ``study`` settings every experiment reads, checked before any model trains.
+
+    Raises:
+      ConfigError: the first value out of range, named by its key.
+    """
+    study = config.study
+    check(study.eval_split in ("val", "test"), "study.eval_split", study.eval_split, "'val' or 'test'")
+    for key in ("levels", "structured_levels"):
+        levels = study.get(key, ())
+        check(all(isinstance(v, (int, float)) and 0 <= v < 1 for v in levels), f"study.{key}", levels,
+              "sparsity levels in [0, 1)")
+
+
+def run_one(name: str, config: Any, workdir: str) -> Results:
+    """Run registered experiment ``name``; print its tables, findings, where it wrote and a JSON last line."""
+    exp = registry.EXPERIMENTS[name]
+    res = exp.run(config, workdir)
+    print_summary(res)
+    out_dir = Path(workdir) / res["experiment"]
+    print(f"wrote {out_dir}/ ({', '.join(res['figures'])}) in {res['seconds']:.1f} s")
+    print(json.dumps({"experiment": res["experiment"], "out_dir": str(out_dir), "seconds": res["seconds"],
+                      **exp.headline(res), "verdicts": [f["verdict"] for f in res["findings"]]}))
+    return res
+
+
+def selected(only: list[str] | None) -> list[str]:
+    """The registered experiments ``only`` names (registry order), or all of them.
+
+    Raises:
+      ConfigError: a name that is not registered.
+    """
+    if not only:
+        return list(registry.EXPERIMENTS)
+    unknown = [n for n in only if n not in registry.EXPERIMENTS]
+    if unknown:
+        raise ConfigError(f"--only: unknown experiment(s) {unknown}; registered: {list(registry.EXPERIMENTS)}")
+    return [n for n in registry.EXPERIMENTS if n in only]
+
+
+def run_experiment(name: str) -> None:
+    """The command of registered experiment ``name`` (``experiments/<name>.py``)."""
 
     def main(argv: list[str]) -> None:
         del argv
         logging.set_verbosity(logging.WARNING)
-        study = _CONFIG.value.study  # settings every experiment reads, checked before any model trains
-        check(study.eval_split in ("val", "test"), "study.eval_split", study.eval_split, "'val' or 'test'")
-        for key in ("levels", "structured_levels"):
-            levels = study.get(key, ())
-            check(all(isinstance(v, (int, float)) and 0 <= v < 1 for v in levels), f"study.{key}", levels,
-                  "sparsity levels in [0, 1)")
+        check_study_settings(_CONFIG.value)
         with workdir_lock.hold(_WORKDIR.value):  # one writer per study folder
-            res = run(_CONFIG.value, _WORKDIR.value)
-        print_summary(res)
-        out_dir = Path(_WORKDIR.value) / res["experiment"]
-        print(f"wrote {out_dir}/ ({', '.join(res['figures'])}) in {res['seconds']:.1f} s")
-        print(json.dumps({"experiment": res["experiment"], "out_dir": str(out_dir), "seconds": res["seconds"],
-                          **headline(res), "verdicts": [f["verdict"] for f in res["findings"]]}))
+            run_one(name, _CONFIG.value, _WORKDIR.value)
 
-    cli.run(main, also=(ValueError,))  # ValueError: settings the study cannot use
+    cli.run(main)
+
+
+def run_study(only: flags.FlagHolder[list[str] | None], no_report: flags.FlagHolder[bool]) -> None:
+    """``experiments.study``: every registered experiment (or those ``only`` names), one after another,
+    then the report (unless ``no_report``)."""
+
+    def main(argv: list[str]) -> None:
+        del argv
+        logging.set_verbosity(logging.WARNING)
+        names = selected(only.value)
+        check_study_settings(_CONFIG.value)
+        with workdir_lock.hold(_WORKDIR.value):  # one writer per study folder
+            for name in names:
+                run_one(name, _CONFIG.value, _WORKDIR.value)
+        if not no_report.value:
+            from mann_jax.study import report
+
+            collected = report.collect(_WORKDIR.value)
+            path = report.write_report(_WORKDIR.value)
+            print(f"report: {path}")
+            for key, verdict in collected.verdicts().items():
+                print(f"{key}: {verdict.summary()}")
+
+    cli.run(main)

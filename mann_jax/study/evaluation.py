@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from mann_jax.config_errors import ConfigError
 from mann_jax.evaluate.controller import ReplayWindows, held_out_windows, replay_windows, run_scenarios, study_scenarios
 from mann_jax.study import stats
 from mann_jax.study.models import TrainedModels
@@ -130,7 +131,7 @@ def evaluate_models(models: TrainedModels, indices: Sequence[int], dataset: Any,
         values["frozen_fraction"] = np.mean([values[f"{t}_frozen_fraction"] for t in turns], axis=0)
     for split, key in (("val", "val_loss"), (config.study.eval_split, "test_loss")):
         if not dataset.split_mask(split).any():
-            raise ValueError(f"the {split!r} split has no rows: nothing to evaluate {key} on")
+            raise ConfigError(f"the {split!r} split has no rows: nothing to evaluate {key} on")
     values["val_loss"] = [models.rows[i]["val_loss"] for i in idx]  # the sweep measured it on the final weights
     eval_loss = make_eval_loss(models.fns, chunk=EVAL_CHUNK)
     x_test, y_test = dataset.arrays(config.study.eval_split)

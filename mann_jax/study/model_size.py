@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -21,8 +21,14 @@ from mann_jax.study.stats import Finding
 TOLERANCE = 0.02
 
 
-def run(workdir: str | Path, *, sparsities: Sequence[float] = accounting.STUDY_SPARSITIES) -> dict[str, Any]:
-    """Compute Table 1, write ``<workdir>/model_size/`` and return the rows and findings."""
+def run(config: Any, workdir: str | Path, *, sparsities: Sequence[float] = accounting.STUDY_SPARSITIES
+        ) -> dict[str, Any]:
+    """Compute Table 1, write ``<workdir>/model_size/`` and return the rows and findings.
+
+    ``config`` is unused (Table 1 counts the study's own model, whatever the config trains); it keeps
+    the signature every registered study experiment has.
+    """
+    del config
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,3 +77,9 @@ def run(workdir: str | Path, *, sparsities: Sequence[float] = accounting.STUDY_S
                   findings=findings, data={"rows": [r.as_dict() for r in rows]}, seconds=seconds,
                   scalars={int(round(r.sparsity * 100)): {"size_mb": r.size_mb, "mflops": r.mflops} for r in rows})
     return {**payload, "rows": rows}
+
+
+def headline(res: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures the command prints as its last (JSON) line, from :func:`run`'s results."""
+    return {"rows": [{"sparsity": r["sparsity"], "size_mb": r["size_mb"], "mflops": r["mflops"]}
+                     for r in res["data"]["rows"]]}

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from mann_jax import sweep
+from mann_jax.config_errors import ConfigError
 from mann_jax.pruning import find_pruning_state
 from mann_jax.train import ModelFunctions, build_model
 
@@ -76,7 +77,7 @@ class TrainedModels:
         """Models of ``level`` (one per seed, in seed order)."""
         found = [i for i, v in enumerate(self.levels) if abs(v - level) < 1e-9]
         if not found:
-            raise ValueError(f"models {self.name!r} have no level {level}; levels: {sorted(set(self.levels))}")
+            raise ConfigError(f"models {self.name!r} have no level {level}; levels: {sorted(set(self.levels))}")
         return found
 
     def select(self, indices: Sequence[int]) -> Any:

@@ -3,7 +3,7 @@
   python -m experiments.report --workdir runs/study      # -> runs/study/report.md
 
 :func:`collect` reads ``<workdir>/<experiment>/results.json`` of each experiment that ran
-(:data:`EXPERIMENTS`, then any other folder holding a ``results.json``); :func:`build_report`
+(:data:`~mann_jax.study.registry.EXPERIMENTS`, then any other folder holding a ``results.json``); :func:`build_report`
 renders them: a header (what ran, what is missing and the command that runs it, what could not
 be read), then the study's three conclusions (:data:`~mann_jax.study.results.CONCLUSIONS`) with
 our overall verdict on each and the findings behind it, then one section per experiment (scale,
@@ -31,33 +31,16 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from mann_jax.export.compact import unwritable_reason
+from mann_jax.study import registry
 from mann_jax.study.results import CONCLUSIONS, RESULTS_FILE, read_results
 from mann_jax.study.stats import ALPHA
 
-#: The study's experiments in report order: folder name -> (title, the command that runs it).
-EXPERIMENTS: dict[str, tuple[str, str]] = {
-    "tradeoff": ("Quality against sparsity (study Fig. 1, + structured pruning)",
-                 "python -m experiments.tradeoff --config configs/study.py:runlocal --workdir runs/study"),
-    "model_size": ("Model size and MFLOPs against sparsity (study Table 1)",
-                   "python -m experiments.model_size --workdir runs/study"),
-    "same_size": ("Pruned large vs dense small MANN at the same size (study Figs. 2-3)",
-                  "python -m experiments.same_size --config configs/study.py:runlocal --workdir runs/study"),
-    "ablation": ("Switching experts off, dense vs sparse (study Table 2)",
-                 "python -m experiments.ablation --config configs/study.py:runlocal --workdir runs/study"),
-    "activations": ("Gating activation profiles, dense vs sparse (study Fig. 4)",
-                    "python -m experiments.activations --config configs/study.py:runlocal --workdir runs/study"),
-    "schedules": ("Pruning schedules: one-cycle, AGP, one-shot",
-                  "python -m experiments.schedules --config configs/study.py:runlocal --workdir runs/study"),
-}
+#: The study's experiments in report order (the registry: title, module, conclusions, command).
+EXPERIMENTS = registry.EXPERIMENTS
 
 #: The experiments whose findings bear on each conclusion (only to say what to run when none has).
-CONCLUSION_SOURCES: dict[str, tuple[str, ...]] = {
-    "sparsity_costs_quality": ("tradeoff",),
-    "pruned_beats_small_dense": ("same_size",),
-    "experts_keep_roles": ("ablation", "activations"),
-}
+CONCLUSION_SOURCES: dict[str, tuple[str, ...]] = registry.conclusion_sources()
 
-_DEFAULT_WORKDIR = "runs/study"  # as written in the commands of EXPERIMENTS
 REPORT_FILE = "report.md"
 
 Overall = Literal["supported", "contradicted", "not shown"]
@@ -377,10 +360,8 @@ def _link(target: Path, relative_to: Path) -> str:
 
 
 def _command(name: str, workdir: Path) -> str:
-    command = EXPERIMENTS[name][1]
-    if os.fspath(workdir) != _DEFAULT_WORKDIR:
-        command = command.replace(f"--workdir {_DEFAULT_WORKDIR}", f"--workdir {shlex.quote(os.fspath(workdir))}")
-    return command
+    folder = os.fspath(workdir)
+    return registry.command(name, folder if folder == registry.DEFAULT_WORKDIR else shlex.quote(folder))
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:
@@ -444,7 +425,7 @@ def _header(c: Collected, generated: str) -> list[str]:
         for name in c.missing:
             partial = " (its folder exists but holds no results.json: did it finish?)" \
                 if (c.workdir / name).is_dir() else ""
-            lines.append(f"- `{name}`: {EXPERIMENTS[name][0]}{partial}: `{_command(name, c.workdir)}`")
+            lines.append(f"- `{name}`: {EXPERIMENTS[name].title}{partial}: `{_command(name, c.workdir)}`")
         lines.append("")
     return lines
 
@@ -489,7 +470,7 @@ def _conclusions(c: Collected) -> list[str]:
 
 def _experiment(run: Run, relative_to: Path) -> list[str]:
     res = run.results
-    title = _inline(res.get("title") or EXPERIMENTS.get(run.name, ("",))[0])
+    title = _inline(res.get("title") or (EXPERIMENTS[run.name].title if run.name in EXPERIMENTS else ""))
     lines = [f"## {run.name}", "", f"**{title}**" if title else "", ""]
     if res.get("experiment") not in (None, run.name):
         lines += [f"(results.json names the experiment `{_inline(res['experiment'])}`; its folder is "

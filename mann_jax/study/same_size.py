@@ -32,13 +32,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
 from mann_jax import pruning
+from mann_jax.config_errors import ConfigError
 from mann_jax.pruning.scoring import pruned_count
 from mann_jax.study import results as results_lib
 from mann_jax.study import stats
@@ -168,26 +169,26 @@ def matched_levels(model_config: Any, fractions: Sequence[float], *, prunable: s
     """
     hidden = tuple(int(h) for h in model_config.hidden_sizes)
     if not hidden or len(set(hidden)) != 1:
-        raise ValueError(f"the same-size comparison needs equal hidden sizes in every layer, got {hidden}")
+        raise ConfigError(f"the same-size comparison needs equal hidden sizes in every layer, got {hidden}")
     base_h = hidden[0]
     base = parameter_counts(model_config, prunable=prunable)
     out: list[SizeMatch] = []
     for f in fractions:
         f = float(f)
         if not 0.0 < f < 1.0:
-            raise ValueError(f"same-size fraction must lie in (0, 1), got {f}")
+            raise ConfigError(f"same-size fraction must lie in (0, 1), got {f}")
         h = int(round(base_h * f))
         if h < 1:
-            raise ValueError(f"fraction {f} of hidden {base_h} leaves no hidden unit")
+            raise ConfigError(f"fraction {f} of hidden {base_h} leaves no hidden unit")
         if h >= base_h:
-            raise ValueError(f"fraction {f} of hidden {base_h} gives hidden {h}: not smaller than the base model")
+            raise ConfigError(f"fraction {f} of hidden {base_h} gives hidden {h}: not smaller than the base model")
         small = parameter_counts(_with_hidden(model_config, (h,) * len(hidden)), prunable=prunable).total
         zeros = base.total - small
         if zeros <= 0:
-            raise ValueError(f"the dense hidden-{h} model has {small:,} parameters, not fewer than the base "
+            raise ConfigError(f"the dense hidden-{h} model has {small:,} parameters, not fewer than the base "
                              f"model's {base.total:,}")
         if zeros >= base.prunable:
-            raise ValueError(f"fraction {f}: the dense hidden-{h} model has {small:,} parameters, but the base "
+            raise ConfigError(f"fraction {f}: the dense hidden-{h} model has {small:,} parameters, but the base "
                              f"hidden-{base_h} model keeps {base.unprunable:,} unprunable parameters (plus at "
                              f"least one prunable weight) however far it is pruned; use a larger fraction")
         level = level_for_zeros(zeros, base.prunable)
@@ -197,7 +198,7 @@ def matched_levels(model_config: Any, fractions: Sequence[float], *, prunable: s
                              base_prunable=base.prunable, zeros=zeros, level=level))
     hs = [m.hidden for m in out]
     if len(set(hs)) != len(hs):
-        raise ValueError(f"fractions {tuple(fractions)} give repeated hidden sizes {hs}")
+        raise ConfigError(f"fractions {tuple(fractions)} give repeated hidden sizes {hs}")
     return out
 
 
@@ -209,7 +210,7 @@ def prunable_regex(config: Any) -> str:
     """
     pc = config.pruning
     if pc.granularity != "unstructured" or pc.scope != "global":
-        raise ValueError(f"exact non-zero matching needs unstructured global pruning, got granularity "
+        raise ConfigError(f"exact non-zero matching needs unstructured global pruning, got granularity "
                          f"{pc.granularity!r}, scope {pc.scope!r}")
     return pruning.EXPERTS_AND_GATING if pc.include_gating else pruning.EXPERTS
 
@@ -440,3 +441,13 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
                                      tables=tables, figures=figures, findings=findings, data=data,
                                      seconds=time.perf_counter() - start, scalars=scalars)
 
+
+def headline(res: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures the command prints as its last (JSON) line, from :func:`run`'s results."""
+    return {"videos": res["data"]["videos"], "counts_equal": res["data"]["counts_equal"],
+            "pairs": [{"hidden": p["match"]["hidden"], "level": p["match"]["level"],
+                       "nonzero": p["match"]["dense_params"],
+                       "walk_skating": {w: p[w]["metrics"]["walk_skating_cm_per_frame"]["mean"]
+                                        for w in ("dense", "pruned")},
+                       "val_loss": {w: p[w]["metrics"]["val_loss"]["mean"] for w in ("dense", "pruned")}}
+                      for p in res["data"]["pairs"]]}

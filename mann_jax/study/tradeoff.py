@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -192,3 +192,10 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     return write_results(out_dir, experiment="tradeoff", title="Sparsity vs motion quality (study Fig. 1)",
                          scale=scale_of(config), tables=tables, figures=figures, findings=findings, data=data,
                          seconds=seconds, scalars=scalars)
+
+
+def headline(res: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures the command prints as its last (JSON) line, from :func:`run`'s results."""
+    summary = res["data"]["summary"]
+    return {"walk_skating": {k: v["mean"] for k, v in summary["walk_skating_cm_per_frame"].items()},
+            "val_loss": {k: v["mean"] for k, v in summary["val_loss"].items()}}

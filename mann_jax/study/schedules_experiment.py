@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mann_jax.config_errors import ConfigError
 from mann_jax.pruning.scoring import pruned_count
 from mann_jax.study import results as results_lib
 from mann_jax.study import stats
@@ -58,7 +59,7 @@ def schedule_overrides(config: Any, name: str) -> dict[str, Any]:
     if name == "one_shot":
         at = float(config.study.one_shot_at)
         if not 0.0 <= at <= 1.0:
-            raise ValueError(f"study.one_shot_at must lie in [0, 1], got {at}")
+            raise ConfigError(f"study.one_shot_at must lie in [0, 1], got {at}")
         overrides.update({"pruning.start": at, "pruning.end": at})
     return overrides
 
@@ -151,11 +152,11 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     names = [str(n) for n in st.schedules]
     level = float(st.schedule_level)
     if not names:
-        raise ValueError("study.schedules is empty: nothing to compare")
+        raise ConfigError("study.schedules is empty: nothing to compare")
     if len(set(names)) != len(names):
-        raise ValueError(f"study.schedules has duplicates: {names}")
+        raise ConfigError(f"study.schedules has duplicates: {names}")
     if not 0.0 < level < 1.0:
-        raise ValueError(f"study.schedule_level must lie in (0, 1), got {level}")
+        raise ConfigError(f"study.schedule_level must lie in (0, 1), got {level}")
     if dataset is None:
         from mann_jax.data.dataset import build_dataset
 
@@ -235,3 +236,11 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     return results_lib.write_results(out, experiment="schedules", title=title, scale=results_lib.scale_of(config),
                                      tables=tables, figures=figures, findings=findings, data=data,
                                      seconds=time.perf_counter() - start, scalars=scalars)
+
+
+def headline(res: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures the command prints as its last (JSON) line, from :func:`run`'s results."""
+    per = res["data"]["schedules"]
+    return {"level": res["data"]["level"], "all_reach_target": res["data"]["all_reach_target"],
+            "val_loss": {n: v["metrics"]["val_loss"]["mean"] for n, v in per.items()},
+            "test_loss": {n: v["metrics"]["test_loss"]["mean"] for n, v in per.items()}}

@@ -20,10 +20,11 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
+from mann_jax.config_errors import ConfigError
 from mann_jax.evaluate import ablation as abl
 from mann_jax.study import results, stats
 from mann_jax.study.evaluation import replay_window_set
@@ -44,12 +45,12 @@ def check_levels(config: Any) -> float:
     levels = [float(v) for v in config.study.levels]
     sparse = float(config.study.sparse_level)
     if not any(abs(v) < 1e-9 for v in levels):
-        raise ValueError(f"config.study.levels {tuple(levels)} has no dense level 0.0 to compare with")
+        raise ConfigError(f"config.study.levels {tuple(levels)} has no dense level 0.0 to compare with")
     if not any(abs(v - sparse) < 1e-9 for v in levels):
-        raise ValueError(f"config.study.sparse_level {sparse} is not among the trained levels "
+        raise ConfigError(f"config.study.sparse_level {sparse} is not among the trained levels "
                          f"config.study.levels {tuple(levels)}")
     if abs(sparse) < 1e-9:
-        raise ValueError("config.study.sparse_level is 0 (the dense model): nothing to compare")
+        raise ConfigError("config.study.sparse_level is 0 (the dense model): nothing to compare")
     return sparse
 
 
@@ -336,3 +337,9 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     return results.write_results(out, experiment=EXPERIMENT, title=TITLE, scale=results.scale_of(config),
                                  tables=[impact_table, rho_table, action_table], figures=figs, findings=findings,
                                  data=data, seconds=time.time() - t0, scalars=scalars)
+
+
+def headline(res: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures the command prints as its last (JSON) line, from :func:`run`'s results."""
+    return {"spearman_rho_mean": {k: v["mean"] for k, v in res["data"]["correlation"].items()},
+            "broken_actions_jaccard_mean": res["data"]["broken_actions_jaccard"]["mean"]}
