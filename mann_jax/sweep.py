@@ -155,11 +155,12 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from mann_jax import optim, pruning
+from mann_jax import multihost, optim, pruning
 from mann_jax.checkpoint import Checkpoints
 from mann_jax.config_errors import ConfigError
 from mann_jax.data.dataset import Dataset
 from mann_jax.metric_writer import MetricWriter
+from mann_jax.multihost import to_host
 from mann_jax.pruning import accounting
 from mann_jax.train import (
     ModelFunctions,
@@ -434,7 +435,9 @@ def estimate_memory(
     if max_memory_gb > 0:
         device_budget = host_budget = int(max_memory_gb * 2**30)
     elif not shared:
-        stats = devices[0].memory_stats() or {}
+        # This process's own device: another host's cannot be queried.
+        local = [d for d in devices if d.process_index == jax.process_index()] or list(devices)
+        stats = local[0].memory_stats() or {}
         if "bytes_limit" in stats:
             device_budget = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
     return MemoryEstimate(state_per_model=state, work_per_model=work, data_per_device=int(data_bytes),
@@ -474,15 +477,6 @@ def stack(states: Sequence[Any]) -> Any:
 def unstack(stacked: Any, i: int) -> Any:
     """Model ``i`` of a stacked pytree."""
     return jax.tree.map(lambda a: a[i], stacked)
-
-
-def _gather(tree: Any) -> Any:
-    """Host numpy copy of a (possibly multi-host sharded) pytree."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return multihost_utils.process_allgather(tree, tiled=True)
-    return jax.device_get(tree)
 
 
 class Runner:
@@ -603,13 +597,13 @@ class StackedRunner(Runner):
         return jax.device_put(jax.tree.map(self._pad, stacked), self._sharded)
 
     def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
-        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(select(held)))
+        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], to_host(select(held)))
 
     def per_model(self, held: Any, fn: Callable[..., Any], *shared: Any) -> Any:
         if fn not in self._per_model_fns:
             self._per_model_fns[fn] = jax.jit(jax.vmap(fn, in_axes=(0,) + (None,) * len(shared)))
         result = self._per_model_fns[fn](held, *jax.device_put(shared, self._replicated))
-        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(result))
+        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], to_host(result))
 
     def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
         if self.per_model_rows:
@@ -654,14 +648,14 @@ class LoopRunner(Runner):
                 for i in range(self.n_models)]
 
     def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
-        return stack(_gather([select(s) for s in held]))
+        return stack(to_host([select(s) for s in held]))
 
     def per_model(self, held: Any, fn: Callable[..., Any], *shared: Any) -> Any:
         if fn not in self._per_model_fns:
             self._per_model_fns[fn] = jax.jit(fn)
         on_device = [jax.device_put(shared, d) for d in self.devices]
         results = [self._per_model_fns[fn](s, *on_device[self._device(i)]) for i, s in enumerate(held)]
-        return stack(_gather(results))
+        return stack(to_host(results))
 
     def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
         held, loss = self.steps(held, [rows], [update_masks])
@@ -931,6 +925,9 @@ def run_sweep(
 
     prepare_workdir(workdir)
     config_dict = config.to_dict()
+    # Several processes: the same config (the data cache may sit elsewhere on each host), data and workdir.
+    multihost.check_same_run({"config": {**config_dict, "data": {**config_dict["data"], "cache_dir": None}},
+                              "data_key": data.data_key}, workdir)
     checkpoints = Checkpoints(workdir / "checkpoints", save_every=int(tc.checkpoint_every_steps),
                               keep=int(tc.keep_checkpoints))
     saved_strategy = None
@@ -984,7 +981,8 @@ def run_sweep(
     del stacked
 
     # Logging.
-    (workdir / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
+    if writer_main:
+        (workdir / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
     schedule = make_pruning_schedule(config.pruning, total_steps=total_steps)
     hyper = dict(learning_rate=float(tc.learning_rate), weight_decay=float(tc.weight_decay), n_batches=n_batches,
                  te=int(tc.te), tmult=int(tc.tmult), decay_mode=tc.decay_mode)
