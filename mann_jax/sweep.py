@@ -605,11 +605,30 @@ class StackedRunner(Runner):
         result = self._per_model_fns[fn](held, *jax.device_put(shared, self._replicated))
         return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], to_host(result))
 
-    def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
+    def _padded_step(self, held: Any, rows: np.ndarray, update_masks: bool) -> tuple[Any, jax.Array]:
+        """One step of every model; the loss of the padded model axis (as sharded as the models)."""
         if self.per_model_rows:
             rows = self._pad(np.asarray(rows))
         held, metrics = (self._step if update_masks else self._apply_step)(held, self._x, self._y, rows)
-        return held, {"loss": metrics["loss"][: self.n_models]}
+        return held, metrics["loss"]
+
+    def _real(self, loss: jax.Array) -> Any:
+        """``loss`` without the padding; on several processes read to the host first (slicing the sharded
+        array would make them exchange data, outside the points where :func:`to_host` aligns them)."""
+        return (loss if jax.process_count() == 1 else to_host(loss))[: self.n_models]
+
+    def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
+        held, loss = self._padded_step(held, rows, update_masks)
+        return held, {"loss": self._real(loss)}
+
+    def steps(self, held: Any, rows_seq: Sequence[np.ndarray], update_masks: Sequence[bool]) -> tuple[Any, jax.Array]:
+        """The steps one after another, the padding dropped from the summed losses once at the end (not
+        on every step: on several processes that is a read to the host)."""
+        total: Any = 0.0
+        for rows, update in zip(rows_seq, update_masks, strict=True):
+            held, loss = self._padded_step(held, rows, update)
+            total = total + loss
+        return held, self._real(total)
 
 
 class LoopRunner(Runner):
@@ -948,7 +967,8 @@ def run_sweep(
     start_step = int(steps_done[0])
     check_resume_step(start_step, total_steps, n_batches, workdir)
     strategy = sc.strategy
-    if strategy == "auto" and saved_strategy in STRATEGIES[1:]:
+    if strategy == "auto" and saved_strategy in STRATEGIES[1:] and not (
+            saved_strategy == "loop" and jax.process_count() > 1):  # "loop" runs in one process only
         strategy = saved_strategy  # resume as it ran
     calibration = None
     per_model_rows = not plan.shared_data_order
@@ -968,8 +988,13 @@ def run_sweep(
     if strategy == "auto":
         if calibrating and start_step < total_steps:
             candidates = [s for s in sc.calibrate] or ["vmap", "loop"]
+            if jax.process_count() > 1:
+                candidates = [c for c in candidates if c != "loop"] or ["vmap"]
             calibration = calibrate(make, stacked, rows_for_epoch(start_step // n_batches)[start_step % n_batches],
                                     candidates, steps=int(sc.calibration_steps))
+            # Every process must pick the same strategy: the slowest process's time of each decides.
+            worst = multihost.gather_rows(np.array([calibration[c] for c in candidates])).max(axis=0)
+            calibration = dict(zip(candidates, worst.tolist()))
             strategy = min(calibration, key=calibration.get)
             if progress and writer_main:
                 tqdm.write("calibration (s/step): " + ", ".join(f"{k} {v:.4f}" for k, v in calibration.items())
@@ -1074,7 +1099,8 @@ def run_sweep(
                          samples_per_second=steps_run * batch_size * plan.n_models / seconds if steps_run else math.nan,
                          memory=memory, calibration=calibration)
     if writer_main:
-        extra = {"steps": done, "total_steps": total_steps, "finished": done == total_steps, "strategy": strategy,
+        extra = {"steps": done, "total_steps": total_steps, "finished": done == total_steps, "start_step": start_step,
+                 "processes": jax.process_count(), "strategy": strategy,
                  "devices": len(runner.devices), "device_kind": devices[0].device_kind, "platform": platform,
                  "seconds": round(seconds, 2),
                  "train_seconds": None if result.train_seconds is None else round(result.train_seconds, 2),
