@@ -3,6 +3,7 @@
 Run:  python -m experiments.sweep --config configs/sweep.py:runlocal --workdir runs/sweep   (make sweep)
       python -m experiments.sweep --config configs/sweep.py --workdir runs/sweep_full        (the study's recipe)
       python -m experiments.sweep --config configs/sweep.py:dog --workdir runs/sweep_dog     (the real dog data)
+      python -m experiments.sweep --config configs/sweep.py:toy --workdir runs/sweep_toy     (seconds: tests, checks)
 Override any field, e.g. --config.sweep.levels='(0.0,0.5,0.9)' --config.sweep.seeds='(1,2,3)'
 --config.sweep.strategy=vmap. ``pruning.target_sparsity`` is ignored: the levels replace it.
 """
@@ -34,7 +35,8 @@ def sweep_config() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """``""``: the study's recipe on the embedded data; ``"runlocal"``: minutes on a 2-core CPU; ``"dog"``: real data."""
+    """``""``: the study's recipe on the embedded data; ``"runlocal"``: minutes on a 2-core CPU; ``"dog"``: real
+    data; ``"toy"``: three tiny models in seconds (tests, the multi-process check)."""
     if arg == "dog":
         config = dog.get_config(None)
     else:
@@ -43,8 +45,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.pruning.target_sparsity = 0.0  # ignored by sweeps: every level sets its own target
     if arg == "runlocal":
         apply_runlocal(config)
+    elif arg == "toy":
+        apply_toy(config)
     elif arg not in (None, "", "dog"):
-        raise ConfigError(f"unknown config argument {arg!r}; expected nothing, 'runlocal' or 'dog'")
+        raise ConfigError(f"unknown config argument {arg!r}; expected nothing, 'runlocal', 'toy' or 'dog'")
     return config
 
 
@@ -56,3 +60,13 @@ def apply_runlocal(config: ml_collections.ConfigDict) -> None:
     config.train.checkpoint_every_steps = 500
     config.pruning.update_every = 10
     config.pruning.end = 0.8
+
+
+def apply_toy(config: ml_collections.ConfigDict) -> None:
+    """Three levels of a 2-expert 16 x 16 net on a little embedded data, two epochs: seconds per sweep."""
+    config.data.update(synthetic_clips=3, synthetic_seconds=6.0)
+    config.model.update(hidden_sizes=(16, 16), n_experts=2)
+    config.train.update(batch_size=16, epochs=2, log_every_steps=10, checkpoint_every_steps=10, keep_checkpoints=2,
+                        learning_rate=3e-3)
+    config.pruning.update(update_every=3, end=0.8)
+    config.sweep.levels = (0.0, 0.5, 0.8)

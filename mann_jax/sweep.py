@@ -155,11 +155,12 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from mann_jax import optim, pruning
+from mann_jax import multihost, optim, pruning
 from mann_jax.checkpoint import Checkpoints
 from mann_jax.config_errors import ConfigError
 from mann_jax.data.dataset import Dataset
 from mann_jax.metric_writer import MetricWriter
+from mann_jax.multihost import to_host
 from mann_jax.pruning import accounting
 from mann_jax.train import (
     ModelFunctions,
@@ -434,7 +435,9 @@ def estimate_memory(
     if max_memory_gb > 0:
         device_budget = host_budget = int(max_memory_gb * 2**30)
     elif not shared:
-        stats = devices[0].memory_stats() or {}
+        # This process's own device: another host's cannot be queried.
+        local = [d for d in devices if d.process_index == jax.process_index()] or list(devices)
+        stats = local[0].memory_stats() or {}
         if "bytes_limit" in stats:
             device_budget = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
     return MemoryEstimate(state_per_model=state, work_per_model=work, data_per_device=int(data_bytes),
@@ -474,15 +477,6 @@ def stack(states: Sequence[Any]) -> Any:
 def unstack(stacked: Any, i: int) -> Any:
     """Model ``i`` of a stacked pytree."""
     return jax.tree.map(lambda a: a[i], stacked)
-
-
-def _gather(tree: Any) -> Any:
-    """Host numpy copy of a (possibly multi-host sharded) pytree."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return multihost_utils.process_allgather(tree, tiled=True)
-    return jax.device_get(tree)
 
 
 class Runner:
@@ -603,19 +597,38 @@ class StackedRunner(Runner):
         return jax.device_put(jax.tree.map(self._pad, stacked), self._sharded)
 
     def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
-        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(select(held)))
+        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], to_host(select(held)))
 
     def per_model(self, held: Any, fn: Callable[..., Any], *shared: Any) -> Any:
         if fn not in self._per_model_fns:
             self._per_model_fns[fn] = jax.jit(jax.vmap(fn, in_axes=(0,) + (None,) * len(shared)))
         result = self._per_model_fns[fn](held, *jax.device_put(shared, self._replicated))
-        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], _gather(result))
+        return jax.tree.map(lambda a: np.asarray(a)[: self.n_models], to_host(result))
 
-    def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
+    def _padded_step(self, held: Any, rows: np.ndarray, update_masks: bool) -> tuple[Any, jax.Array]:
+        """One step of every model; the loss of the padded model axis (as sharded as the models)."""
         if self.per_model_rows:
             rows = self._pad(np.asarray(rows))
         held, metrics = (self._step if update_masks else self._apply_step)(held, self._x, self._y, rows)
-        return held, {"loss": metrics["loss"][: self.n_models]}
+        return held, metrics["loss"]
+
+    def _real(self, loss: jax.Array) -> Any:
+        """``loss`` without the padding; on several processes read to the host first (slicing the sharded
+        array would make them exchange data, outside the points where :func:`to_host` aligns them)."""
+        return (loss if jax.process_count() == 1 else to_host(loss))[: self.n_models]
+
+    def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
+        held, loss = self._padded_step(held, rows, update_masks)
+        return held, {"loss": self._real(loss)}
+
+    def steps(self, held: Any, rows_seq: Sequence[np.ndarray], update_masks: Sequence[bool]) -> tuple[Any, jax.Array]:
+        """The steps one after another, the padding dropped from the summed losses once at the end (not
+        on every step: on several processes that is a read to the host)."""
+        total: Any = 0.0
+        for rows, update in zip(rows_seq, update_masks, strict=True):
+            held, loss = self._padded_step(held, rows, update)
+            total = total + loss
+        return held, self._real(total)
 
 
 class LoopRunner(Runner):
@@ -654,14 +667,14 @@ class LoopRunner(Runner):
                 for i in range(self.n_models)]
 
     def gather(self, held: Any, select: Callable[[Any], Any] = lambda s: s) -> Any:
-        return stack(_gather([select(s) for s in held]))
+        return stack(to_host([select(s) for s in held]))
 
     def per_model(self, held: Any, fn: Callable[..., Any], *shared: Any) -> Any:
         if fn not in self._per_model_fns:
             self._per_model_fns[fn] = jax.jit(fn)
         on_device = [jax.device_put(shared, d) for d in self.devices]
         results = [self._per_model_fns[fn](s, *on_device[self._device(i)]) for i, s in enumerate(held)]
-        return stack(_gather(results))
+        return stack(to_host(results))
 
     def step(self, held: Any, rows: np.ndarray, update_masks: bool = True) -> tuple[Any, dict[str, jax.Array]]:
         held, loss = self.steps(held, [rows], [update_masks])
@@ -931,6 +944,9 @@ def run_sweep(
 
     prepare_workdir(workdir)
     config_dict = config.to_dict()
+    # Several processes: the same config (the data cache may sit elsewhere on each host), data and workdir.
+    multihost.check_same_run({"config": {**config_dict, "data": {**config_dict["data"], "cache_dir": None}},
+                              "data_key": data.data_key}, workdir)
     checkpoints = Checkpoints(workdir / "checkpoints", save_every=int(tc.checkpoint_every_steps),
                               keep=int(tc.keep_checkpoints))
     saved_strategy = None
@@ -951,7 +967,8 @@ def run_sweep(
     start_step = int(steps_done[0])
     check_resume_step(start_step, total_steps, n_batches, workdir)
     strategy = sc.strategy
-    if strategy == "auto" and saved_strategy in STRATEGIES[1:]:
+    if strategy == "auto" and saved_strategy in STRATEGIES[1:] and not (
+            saved_strategy == "loop" and jax.process_count() > 1):  # "loop" runs in one process only
         strategy = saved_strategy  # resume as it ran
     calibration = None
     per_model_rows = not plan.shared_data_order
@@ -971,8 +988,13 @@ def run_sweep(
     if strategy == "auto":
         if calibrating and start_step < total_steps:
             candidates = [s for s in sc.calibrate] or ["vmap", "loop"]
+            if jax.process_count() > 1:
+                candidates = [c for c in candidates if c != "loop"] or ["vmap"]
             calibration = calibrate(make, stacked, rows_for_epoch(start_step // n_batches)[start_step % n_batches],
                                     candidates, steps=int(sc.calibration_steps))
+            # Every process must pick the same strategy: the slowest process's time of each decides.
+            worst = multihost.gather_rows(np.array([calibration[c] for c in candidates])).max(axis=0)
+            calibration = dict(zip(candidates, worst.tolist()))
             strategy = min(calibration, key=calibration.get)
             if progress and writer_main:
                 tqdm.write("calibration (s/step): " + ", ".join(f"{k} {v:.4f}" for k, v in calibration.items())
@@ -984,7 +1006,8 @@ def run_sweep(
     del stacked
 
     # Logging.
-    (workdir / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
+    if writer_main:
+        (workdir / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
     schedule = make_pruning_schedule(config.pruning, total_steps=total_steps)
     hyper = dict(learning_rate=float(tc.learning_rate), weight_decay=float(tc.weight_decay), n_batches=n_batches,
                  te=int(tc.te), tmult=int(tc.tmult), decay_mode=tc.decay_mode)
@@ -1080,7 +1103,8 @@ def run_sweep(
                          samples_per_second=steps_run * batch_size * plan.n_models / seconds if steps_run else math.nan,
                          memory=memory, calibration=calibration)
     if writer_main:
-        extra = {"steps": done, "total_steps": total_steps, "finished": done == total_steps, "strategy": strategy,
+        extra = {"steps": done, "total_steps": total_steps, "finished": done == total_steps, "start_step": start_step,
+                 "processes": jax.process_count(), "strategy": strategy,
                  "devices": len(runner.devices), "device_kind": devices[0].device_kind, "platform": platform,
                  "seconds": round(seconds, 2),
                  "train_seconds": None if result.train_seconds is None else round(result.train_seconds, 2),

@@ -44,6 +44,7 @@ from mann_jax.data import layout
 from mann_jax.data.dataset import Dataset, build_dataset, cache_key
 from mann_jax.metric_writer import MetricWriter, flatten_config
 from mann_jax.model import MANN, apply
+from mann_jax.multihost import to_host
 
 Params = dict[str, Any]
 
@@ -566,7 +567,8 @@ def run_loop(
         end_of_epoch = done % n_batches == 0
         stopping = stopping_at(done)
         if done % log_every == 0 or end_of_epoch or done == total_steps or stopping:
-            mean = np.asarray(window_loss, np.float64) / window_steps
+            # A sweep over several processes holds the losses sharded: every process reads them together.
+            mean = np.asarray(to_host(window_loss), np.float64) / window_steps
             if not np.all(np.isfinite(mean)):
                 bad = "" if mean.ndim == 0 else " of " + ", ".join(
                     (model_names[i] if model_names else str(i)) for i in np.flatnonzero(~np.isfinite(mean)))

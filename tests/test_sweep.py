@@ -244,68 +244,6 @@ def test_sharded_over_four_devices_equals_unsharded(tmp_path, cache, vmap_sweep)
         assert_trees_close(leaves, jax.tree.leaves(unsharded.state.params))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _cli_overrides(cache) -> list[str]:
-    """``tiny_config(cache, strategy="vmap")`` as command-line overrides of configs/sweep.py."""
-    return ["--config=configs/sweep.py", "--config.data.synthetic_clips=3", "--config.data.synthetic_seconds=6.0",
-            f"--config.data.cache_dir={cache}", "--config.model.hidden_sizes=(16, 16)", "--config.model.n_experts=2",
-            "--config.train.batch_size=16", "--config.train.epochs=1", "--config.train.log_every_steps=10",
-            "--config.train.checkpoint_every_steps=20", "--config.train.keep_checkpoints=2",
-            "--config.train.learning_rate=3e-3", "--config.pruning.update_every=3", "--config.pruning.end=0.8",
-            f"--config.sweep.levels={LEVELS}", "--config.sweep.strategy=vmap"]
-
-
-@pytest.mark.slow
-def test_two_processes_equal_one(tmp_path, cache, vmap_sweep):
-    # Multi-host on one machine: two processes (jax.distributed over gloo), two CPU devices each,
-    # the 3 models sharded over the 4 devices of both; the command users run on a cluster.
-    _, unsharded = vmap_sweep
-    port = _free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    procs = [subprocess.Popen([sys.executable, "-m", "experiments.sweep", "--multihost",
-                               f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
-                               f"--workdir={tmp_path}", *_cli_overrides(cache)],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
-    outs = []
-    for proc in procs:
-        try:
-            outs.append(proc.communicate(timeout=300)[0])
-        finally:
-            proc.kill()
-    for proc, out in zip(procs, outs):
-        assert proc.returncode == 0, out[-3000:]
-    for out in outs:  # both processes saw every device and report the same losses
-        assert '"devices": 4' in out, out[-2000:]
-    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
-    assert [r["name"] for r in rows] == [r["name"] for r in unsharded.rows]
-    for got, want in zip(rows, unsharded.rows):
-        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
-        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
-        assert got["nonzero"] == want["nonzero"]
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--coordinator_address=127.0.0.1:1", "--num_processes=2", "--process_id=5"], "process_id"),
-    (["--num_processes=2", "--process_id=0"], "coordinator_address"),
-])
-def test_bad_multihost_settings_are_clear_errors(tmp_path, cache, args, message):
-    out = subprocess.run([sys.executable, "-m", "experiments.sweep", "--multihost", *args, f"--workdir={tmp_path}",
-                          *_cli_overrides(cache)], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2, out.stderr[-2000:]
-    last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: --multihost:") and message in last, last
-    assert "Traceback" not in out.stderr
-
-
 def test_uneven_error_mode_refuses(cache):
     devices = [jax.devices()[0]] * 1
     runner = sweep.make_runner("vmap", step=None, vmap_step=None, n_models=3, devices=devices,
