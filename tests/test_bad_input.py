@@ -214,7 +214,7 @@ def test_one_frame_at_another_rate_cannot_be_resampled(tmp_path, base_text):
 def test_too_short_after_resampling(tmp_path, base_text):
     line, path = refusal(tmp_path, base_text, with_frames(base_text, frames_of(base_text)[1][:100:2], "0.0333333"))
     assert line == (f"error: {path}: clip has 99 frames at 60 fps (resampled from 50 at 30 fps); the trajectory "
-                    "window needs at least 112")
+                    "window needs at least 122")
 
 
 # The earlier kinds (parser and length), made from the same real clip.
@@ -234,7 +234,7 @@ EARLIER = {
                        lambda t, p: f"error: {p}:{frame_line(t, -1)}: 'Frame Time:' must be a positive number of "
                                     "seconds, found '0'"),
     "too short": (lambda t: with_frames(t, frames_of(t)[1][:100]),
-                  lambda t, p: f"error: {p}: clip has 100 frames; the trajectory window needs at least 112"),
+                  lambda t, p: f"error: {p}: clip has 100 frames; the trajectory window needs at least 122"),
 }
 
 
