@@ -43,10 +43,12 @@ from mann_jax.control.scenarios import make_scenario
 from mann_jax.data.dataset import build_dataset
 from mann_jax.evaluate import ground_truth_skating
 from mann_jax.evaluate.controller import motion_metrics
+from mann_jax.export.ai4animation import is_weights_folder, model_from_ai4animation
 from mann_jax.train import ModelFunctions, build_model
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.", lock_config=True)
-_CHECKPOINT = flags.DEFINE_list("checkpoint", None, "Run workdir(s) (or checkpoint folders), comma separated.",
+_CHECKPOINT = flags.DEFINE_list("checkpoint", None, "Run workdir(s) (or checkpoint folders), comma separated, "
+                                "or one AI4Animation weights folder.",
                                 required=True)
 _LABELS = flags.DEFINE_list("labels", None, "A name per checkpoint (default: the folder names).")
 _SCENARIO = flags.DEFINE_string("scenario", "walk", "Scenario name, or replay:<clip>.")
@@ -94,8 +96,18 @@ def run() -> None:
         raise ValueError(f"{len(checkpoints)} checkpoints but {len(labels)} labels")
     start = time.perf_counter()
     dataset = build_dataset(config.data, progress=False)
-    fns = ModelFunctions.of(build_model(config.model, seed=int(config.train.seed)))
-    params = [load_params(c, fns) for c in checkpoints]
+    normalisation = dataset.normalisation
+    if any(is_weights_folder(c) for c in checkpoints):
+        # An AI4Animation weights folder (e.g. the authors' trained dog) carries its own network size
+        # and normalisation, so it is rolled out alone.
+        if len(checkpoints) > 1:
+            raise ValueError("an AI4Animation weights folder is rolled out alone (its normalisation is its own)")
+        model, normalisation = model_from_ai4animation(checkpoints[0])
+        fns = ModelFunctions.of(model)
+        params = [fns.params]
+    else:
+        fns = ModelFunctions.of(build_model(config.model, seed=int(config.train.seed)))
+        params = [load_params(c, fns) for c in checkpoints]
     many = len(params) > 1
     stacked = stack_params(params) if many else params[0]
 
@@ -117,7 +129,7 @@ def run() -> None:
                          "start_clip": dataset.clip_names[int(dataset.clip_index[row])],
                          "start_frame": int(dataset.frames[row]), "start_style": _START_STYLE.value}
 
-    result = rollout(fns, stacked, dataset.normalisation, initial, control, fps=fps, models_axis=many)
+    result = rollout(fns, stacked, normalisation, initial, control, fps=fps, models_axis=many)
     seconds_rollout = time.perf_counter() - start
     bones = np.asarray(result.bones).reshape((len(params),) + np.shape(result.bones)[-3:])
     root_pos = np.asarray(result.root_positions).reshape(len(params), -1, 3)

@@ -177,3 +177,26 @@ def test_gating_width_mismatch(tmp_path: Path) -> None:
     _tiny_export(tmp_path / "w")
     with pytest.raises(WeightsFormatError, match="wc0_w.bin.*3 inputs"):
         model_from_ai4animation(tmp_path / "w", gating_indices=(0, 1))
+
+
+@needs_weights
+def test_authors_network_drives_the_controller(pretrained):
+    """The authors' folder in the project's controller: from the exporter's first sample row (standing),
+    a 2 s walk command moves the dog forward on the floor with a standing posture."""
+    from mann_jax.control import initial_state_from_input, make_scenario, rollout
+    from mann_jax.data import layout
+    from mann_jax.evaluate import paw_positions
+    from mann_jax.train import ModelFunctions
+
+    model, norm, inputs = pretrained
+    fns = ModelFunctions.of(model)
+    scenario = make_scenario("walk", speed=1.0, seconds=2.0)
+    r = rollout(fns, fns.params, norm, initial_state_from_input(inputs[0]), scenario.control)
+    bones = np.asarray(r.bones)
+    assert np.isfinite(bones).all()
+    hips = bones[:, layout.BONES.index("Hips"), 1]
+    assert 0.35 < np.median(hips) < 0.6
+    lowest = paw_positions(bones)[..., 1].min(axis=-1)
+    assert np.mean((lowest > -0.03) & (lowest < 0.05)) > 0.9
+    final = np.asarray(r.root_positions[-1])
+    assert final[2] > 0.5 and abs(final[0]) < 0.3 * final[2]  # forward along the commanded heading

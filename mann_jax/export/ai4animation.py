@@ -134,6 +134,11 @@ def load_ai4animation_weights(folder: str | os.PathLike) -> dict[str, np.ndarray
     return out
 
 
+def is_weights_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` looks like an AI4Animation weights folder (it holds the gating layer's file)."""
+    return (Path(path) / "wc0_w.bin").is_file()
+
+
 def normalisation_from_weights(weights: dict[str, np.ndarray]) -> Normalisation:
     """The :class:`Normalisation` held in a :func:`load_ai4animation_weights` dict."""
     return Normalisation(*(weights[k] for k in _NORMALISATION))
