@@ -39,6 +39,9 @@ def data_config() -> ml_collections.ConfigDict:
     d.checks.max_root_speed = 20.0  # m/s of the Hips between two frames, above it a teleport (the dog data: 5.8)
     d.checks.max_joint_speed = 20.0  # m/s of any point relative to the Hips between two frames (the dog data: 10.5)
     d.cache_dir = ""  # "" = ~/.cache/mann_jax (or $XDG_CACHE_HOME/mann_jax)
+    # Normalise with an AI4Animation weights folder's Xmean/Xstd/Ymean/Ystd instead of the training
+    # rows' own statistics; get_config ties it to train.init_from (a pretrained network reads its own).
+    d.normalisation_from = ""
     return d
 
 
@@ -72,6 +75,7 @@ def train_config() -> ml_collections.ConfigDict:
     t.histograms_every_epochs = 1
     t.checkpoint_every_steps = 2000
     t.keep_checkpoints = 3
+    t.init_from = ""  # an AI4Animation weights folder to start from (fine-tune / prune while fine-tuning)
     return t
 
 
@@ -101,6 +105,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = model_config()
     config.train = train_config()
     config.pruning = pruning_config()
+    # Starting from a pretrained network means normalising as it was trained (overridable).
+    config.data.normalisation_from = config.train.get_ref("init_from")
     if arg == "runlocal":
         apply_runlocal(config)
     elif arg:

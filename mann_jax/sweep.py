@@ -168,6 +168,7 @@ from mann_jax.train import (
     TrainState,
     batch_order,
     build_model,
+    initial_model,
     check_checkpoint_setup,
     check_resume_step,
     gating_scalars,
@@ -866,7 +867,7 @@ def initial_state(config: Any, plan: SweepPlan, tx: optax.GradientTransformation
     states = []
     for level, seed in zip(plan.model_levels, plan.model_seeds):
         if seed not in fns_by_seed:
-            fns_by_seed[seed] = ModelFunctions.of(build_model(config.model, seed=seed))
+            fns_by_seed[seed] = initial_model(config, seed=seed)
         state = init_state(fns_by_seed[seed], tx, seed=seed)
         state = state.replace(opt_state=_set_target(state.opt_state, level))
         states.append(jax.device_get(state))

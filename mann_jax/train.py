@@ -104,6 +104,33 @@ class ModelFunctions:
         return apply(graph, (nnx.State(params), self.rest), x, key, **kwargs)
 
 
+def initial_model(config: Any, *, seed: int) -> ModelFunctions:
+    """The model of ``config.model`` with its initial parameters.
+
+    They are drawn from ``seed``, or, with ``config.train.init_from`` (an AI4Animation weights
+    folder such as the authors' trained dog), read from that folder: fine-tuning, or pruning while
+    fine-tuning. The folder's network must have the config's sizes.
+
+    Raises:
+      ConfigError: the folder's network does not have the sizes of ``config.model``.
+      WeightsFormatError: a file of the folder is missing or malformed.
+    """
+    fns = ModelFunctions.of(build_model(config.model, seed=seed))
+    folder = config.train.get("init_from", "")
+    if not folder:
+        return fns
+    from mann_jax.control.rollout import check_params
+    from mann_jax.export.ai4animation import model_from_ai4animation
+
+    gating = tuple(config.model.gating_indices) if config.model.gating_indices else layout.GATING_INDICES
+    pretrained = ModelFunctions.of(model_from_ai4animation(folder, gating_indices=gating)[0]).params
+    try:
+        check_params(pretrained, fns.params)
+    except ValueError as e:
+        raise config_errors.ConfigError(f"train.init_from {folder}: {e}") from None
+    return dataclasses.replace(fns, params=jax.tree.map(jnp.asarray, pretrained))
+
+
 def make_optimizer(train_config: Any, *, n_batches: int) -> optax.GradientTransformation:
     """AdamWR from the ``train`` config section."""
     return optim.adamwr(
@@ -651,7 +678,7 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
         logging.getLogger(__name__).warning(
             "the validation split is empty (too few clips for data.val_fraction): no validation loss")
 
-    fns = ModelFunctions.of(build_model(config.model, seed=int(tc.seed)))
+    fns = initial_model(config, seed=int(tc.seed))
     tx = make_training_optimizer(config, n_batches=n_batches, total_steps=total_steps)
     pruned = float(config.pruning.target_sparsity) > 0
     schedule = make_pruning_schedule(config.pruning, total_steps=total_steps)

@@ -360,7 +360,7 @@ def _rows_from_synthetic(config: Any, progress: bool) -> list[ClipRows]:
 
 def _settings_for_key(config: Any) -> dict[str, Any]:
     settings = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    for k in ("cache_dir", "on_bad_clip"):
+    for k in ("cache_dir", "on_bad_clip", "normalisation_from"):  # the rows do not depend on them
         settings.pop(k, None)
     return settings
 
@@ -470,7 +470,7 @@ def build_dataset(config: Any, *, progress: bool = True, use_cache: bool = True)
                     name, reason = next(iter(sorted(cached.skipped.items())))
                     raise MotionDataError(None, f"{reason} (clip {name}, skipped when the dataset cache was built; "
                                                 "data.on_bad_clip='raise')")
-                return dataclasses.replace(cached, cache_key=key)
+                return _normalised_as_configured(dataclasses.replace(cached, cache_key=key), config)
     start = time.perf_counter()
     if config.source == "bvh":
         rows, skipped = _rows_from_bvh(config, progress)
@@ -484,4 +484,19 @@ def build_dataset(config: Any, *, progress: bool = True, use_cache: bool = True)
     log.info("built dataset in %.1f s", time.perf_counter() - start)
     if path is not None:
         _to_npz(dataset, path)
-    return dataclasses.replace(dataset, cache_key=key)
+    return _normalised_as_configured(dataclasses.replace(dataset, cache_key=key), config)
+
+
+def _normalised_as_configured(dataset: Dataset, config: Any) -> Dataset:
+    """``dataset`` with the normalisation of ``config.normalisation_from`` (a weights folder), if set."""
+    folder = config.get("normalisation_from", "")
+    if not folder:
+        return dataset
+    from mann_jax.export.ai4animation import load_ai4animation_weights, normalisation_from_weights
+
+    norm = normalisation_from_weights(load_ai4animation_weights(folder))
+    if norm.x_mean.shape != (dataset.inputs.shape[1],) or norm.y_mean.shape != (dataset.outputs.shape[1],):
+        raise ConfigError(f"data.normalisation_from {folder}: statistics for {norm.x_mean.shape[0]} inputs and "
+                          f"{norm.y_mean.shape[0]} outputs, the data has {dataset.inputs.shape[1]} and "
+                          f"{dataset.outputs.shape[1]}")
+    return dataclasses.replace(dataset, normalisation=norm)
