@@ -14,6 +14,11 @@ setup: .venv/.installed
 test: setup
 	$(PY) -m pytest -q
 
+# ruff with the rules and line length of pyproject.toml ([tool.ruff]).
+.PHONY: lint
+lint: setup
+	$(PY) -m ruff check .
+
 prepare-data: setup
 	$(PY) -m experiments.prepare_data
 
