@@ -39,6 +39,11 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# ruff with the rules and line length of pyproject.toml ([tool.ruff]).
+.PHONY: lint
+lint: setup
+	$(PY) -m ruff check .
+
 prepare-data: setup
 	$(PY) -m experiments.prepare_data
 

@@ -24,7 +24,8 @@ def data_config() -> ml_collections.ConfigDict:
     d.mirror = True  # add left/right mirrored copies, as the original export did
     d.floor_height = 0.0  # metres
     d.root_smoothing_frames = 5  # triangular smoothing of the root, frames each side (the exporter's RootSmoothing)
-    d.support_window_seconds = 2.0  # contacts/styles measure heights above the lowest paw over this window; 0 = floor_height
+    # contacts/styles measure heights above the lowest paw over this window; 0 = floor_height
+    d.support_window_seconds = 2.0
     d.contact_max_height = 0.04  # metres above the floor
     d.contact_max_speed = 0.4  # m/s, horizontal
     d.styles = ml_collections.ConfigDict()  # overrides of mann_jax.data.styles.StyleRules fields
@@ -95,7 +96,8 @@ def pruning_config() -> ml_collections.ConfigDict:
     p.granularity = "unstructured"  # "unstructured" (the study) | "neuron" (whole hidden units) | "n:m"
     p.n_m = (2, 4)  # for "n:m": keep n of every m consecutive inputs
     p.include_gating = False  # also prune the gating network's kernels
-    p.update_every = 100  # steps between mask updates inside the window (a global update sorts all prunable weights: ~80 ms at 8x512 on CPU)
+    # Steps between mask updates inside the window (a global update ranks every prunable weight: several steps' time).
+    p.update_every = 100
     return p
 
 

@@ -27,7 +27,8 @@ def sweep_config() -> ml_collections.ConfigDict:
     s.calibration_steps = 0  # > 0: "auto" times the strategies of `calibrate` this many steps and keeps the fastest
     s.calibrate = ("vmap", "loop")
     s.devices = 0  # shard the models over this many devices; 0 = all
-    s.cpu_devices = 1  # CPU: XLA devices the host is split into; 0 = one per core (1: measured fastest, see mann_jax.sweep)
+    # CPU: XLA devices the host is split into; 0 = one per core (1: measured fastest, see mann_jax.sweep).
+    s.cpu_devices = 1
     s.uneven = "pad"  # models not dividing the devices: "pad" (with copies, dropped) | "error"
     s.max_memory_gb = 0.0  # memory budget per device (CPU: RAM); 0 = detect
     s.eval_every_epochs = 1  # validation loss (and gating statistics) of every model

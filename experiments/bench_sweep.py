@@ -107,7 +107,7 @@ def main(argv: list[str]) -> None:
         fns, stacked = sweep.initial_state(config, plan, tx)
         step, vstep = make_train_step(fns, tx), make_train_step(fns, tx_vmap)
 
-        def runner(name: str, devs: list, n_models: int = k) -> sweep.Runner:
+        def runner(name: str, devs: list, n_models: int = k, step: Any = step, vstep: Any = vstep) -> sweep.Runner:
             return sweep.make_runner(name, step=step, vmap_step=vstep, n_models=n_models, devices=devs, x=x, y=y)
 
         # One model (the middle level) for the single-run baseline.
@@ -132,7 +132,8 @@ def main(argv: list[str]) -> None:
             jax.block_until_ready(m["loss"])
             compile_s[name] = time.perf_counter() - start
 
-        def call_of(name: str, r: sweep.Runner) -> Any:
+        def call_of(name: str, r: sweep.Runner, held: dict = held, update: bool = update,
+                    steps_per_call: dict = steps_per_call) -> Any:
             n = steps_per_call[name][0]
 
             def call(i: int) -> None:

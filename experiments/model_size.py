@@ -27,7 +27,8 @@ _SPARSITIES = flags.DEFINE_list(
     "sparsities", [str(s) for s in accounting.STUDY_SPARSITIES],
     "Sparsity levels of the expert weights, comma separated, each in [0, 1].")
 _JSON = flags.DEFINE_string("json", None, "Also write the rows as JSON to this path.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Also write <workdir>/model_size/ (results.json, figure) for the report.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Also write <workdir>/model_size/ (results.json, figure) for the report.")
 
 CONVENTION = (
     "convention: size = 32 bit x non-zero values (Mb = 1e6 bit, no index overhead); MFLOPs per frame, "
@@ -59,8 +60,10 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     levels = _parse(_SPARSITIES.value)
     with workdir_lock.hold(_WORKDIR.value or ".", enabled=bool(_WORKDIR.value)):  # a study folder has one writer
-        rows = (model_size.run(None, _WORKDIR.value, sparsities=levels)["rows"] if _WORKDIR.value
-                else accounting.table1(levels))
+        if _WORKDIR.value:
+            rows = model_size.run(None, _WORKDIR.value, sparsities=levels)["rows"]
+        else:
+            rows = accounting.table1(levels)
     header = (f"{'sparsity':>8} | {'non-zero':>9} | {'Mb ours':>8} | {'Mb study':>8} | {'rel':>7} | "
               f"{'MFLOPs':>7} | {'study':>6} | {'rel':>7} || {'CSR Mb':>7} | {'mix':>6} | {'W supp':>6}")
     print(CONVENTION)

@@ -14,8 +14,8 @@ import re
 import sys
 import sysconfig
 import textwrap
+from collections.abc import Callable
 from types import TracebackType
-from typing import Callable
 
 from mann_jax.checkpoint import CheckpointError
 from mann_jax.data.errors import MotionDataError

@@ -5,9 +5,9 @@ Design choices:
 * **Normalised in, normalised out.** :class:`MANN` consumes the *normalised* 480-vector and
   predicts the *normalised* 363-vector; the gating input is gathered from that normalised vector,
   as in the original. The normalisation statistics are data, not parameters: they live outside the
-  module in a :class:`mann_jax.data.normalisation.Normalisation` (a NamedTuple, hence a pytree) with helpers to normalise
-  inputs and denormalise outputs. The model state therefore holds only trainable weights (plus
-  the dropout RNG stream, see below).
+  module in a :class:`mann_jax.data.normalisation.Normalisation` (a NamedTuple, hence a pytree)
+  with helpers to normalise inputs and denormalise outputs. The model state therefore holds only
+  trainable weights (plus the dropout RNG stream, see below).
 * **Layout.** Expert weights ``alpha`` are ``(n_experts, in, out)`` so a layer is ``x @ alpha_k``;
   the AI4Animation files store ``[out, in]`` and :mod:`mann_jax.export.ai4animation` transposes.
   Gating layers are :class:`Dense` (``kernel`` ``(in, out)`` and ``bias``, as ``nnx.Linear``;
@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp

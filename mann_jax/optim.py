@@ -41,7 +41,8 @@ Two weight-decay behaviours, named honestly:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -211,11 +212,10 @@ def scale_by_tf_adam(
     """
 
     def init_fn(params: optax.Params) -> optax.ScaleByAdamState:
-        zeros = lambda p: jnp.zeros_like(p)
         return optax.ScaleByAdamState(
             count=jnp.zeros([], jnp.int32),
-            mu=jax.tree.map(zeros, params),
-            nu=jax.tree.map(zeros, params),
+            mu=jax.tree.map(jnp.zeros_like, params),
+            nu=jax.tree.map(jnp.zeros_like, params),
         )
 
     def update_fn(

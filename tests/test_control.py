@@ -183,7 +183,7 @@ def test_scenarios_are_reproducible_and_parameterised():
     assert make_scenario("sit").control.styles[-1, layout.STYLES.index("Sit")] == 1.0
     j = make_scenario("jump")
     assert j.control.styles[j.events["jump"], layout.STYLES.index("Jump")] == 1.0
-    with pytest.raises(ValueError, match="unknown scenario 'dance'; expected one of walk, run, turn90, turn180, trot_stop"):
+    with pytest.raises(ValueError, match="unknown scenario 'dance'; expected one of walk, run, turn90, turn180, trot"):
         make_scenario("dance")
     with pytest.raises(ValueError, match="no parameter.*'sped'"):
         make_scenario("walk", sped=1.0)
@@ -321,8 +321,16 @@ def test_load_params_reads_checkpoints_written_on_other_devices(trained, tmp_pat
 def test_renderer_writes_gif_mp4_strip_and_plot(synthetic, tmp_path):
     import imageio.v3 as iio
 
-    from mann_jax.control.render import (Track, mp4_writer_available, plot_paws, render_frames, render_strip,
-                                         write_gif, write_mp4, write_videos)
+    from mann_jax.control.render import (
+        Track,
+        mp4_writer_available,
+        plot_paws,
+        render_frames,
+        render_strip,
+        write_gif,
+        write_mp4,
+        write_videos,
+    )
 
     motion, _, x, y, _ = synthetic
     replay = replay_from_rows(x[:21], y[:21], fps=FPS)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation, binary_erosion
 
-from mann_jax.data.skeleton import forward_kinematics
 from mann_jax.data import layout
+from mann_jax.data.skeleton import forward_kinematics
 from mann_jax.data.synthetic import (
     ACTIVITIES,
     GAITS,
@@ -195,7 +195,7 @@ def test_speeds_per_activity(clips: list[SyntheticClip], positions: list[np.ndar
 
 
 def test_heading_follows_the_path(clips: list[SyntheticClip], positions: list[np.ndarray]):
-    for c, p in zip(clips, positions):
+    for _, p in zip(clips, positions):
         velocity = np.gradient(p[:, 0], axis=0) * FPS
         velocity[:, 1] = 0.0
         speed = np.linalg.norm(velocity, axis=1)

@@ -18,7 +18,8 @@ out in ONE vmapped call per batch of characters (:func:`mann_jax.control.rollout
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np

@@ -55,8 +55,9 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Literal, Mapping, Sequence
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -235,7 +236,8 @@ class CompactModel:
         Load them into ``MANN(hidden_sizes=model.hidden_sizes, ...)`` to run the compact model in
         the training stack.
         """
-        out: dict[str, Any] = {"gating": {f"layer{l}": {"kernel": k, "bias": b} for l, (k, b) in enumerate(self.gating)}}
+        out: dict[str, Any] = {
+            "gating": {f"layer{l}": {"kernel": k, "bias": b} for l, (k, b) in enumerate(self.gating)}}
         for l, layer in enumerate(self.layers):
             out[f"layer{l}"] = {"alpha": layer.dense_alpha(), "beta": layer.beta}
         return out

@@ -48,6 +48,7 @@ __all__ = [
     "prunable_paths",
     "prune",
     "pruned_count",
+    "pruned_entries",
     "register_score",
     "schedule_from_config",
     "shrink",

@@ -57,7 +57,8 @@ Design (learnt from jaxpruner, which is not a dependency):
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Literal, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -243,7 +244,8 @@ def _neuron_update(u: MaskUpdate) -> dict[int, jax.Array]:
     alive = structured.units_from_masks(u.masks)
     u0, u1 = structured.prune_units(structured.unit_scores(elem, alive), alive, u.sparsity, scope=u.scope,
                                     axis_name=u.axis_name)
-    return {idx[f"{layer}/{name}"]: mk for (layer, name), mk in structured.leaf_masks_from_units(u.params, u0, u1).items()}
+    leaf_masks = structured.leaf_masks_from_units(u.params, u0, u1)
+    return {idx[f"{layer}/{name}"]: mk for (layer, name), mk in leaf_masks.items()}
 
 
 def _neuron_settings(n_m: tuple[int, int], prunable: Any) -> None:

@@ -37,9 +37,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

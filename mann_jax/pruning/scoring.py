@@ -33,8 +33,8 @@ Selection is exact and deterministic:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -292,7 +293,7 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
                         + [", ".join(failures[kind][conds[i + 1]]) or "-"])
     impact_table = results.table(
         "Impact of switching one expert off (mean ± std over seeds): rise in skating (cm/frame) per scenario, "
-        f"rise in held-out posture error (m) per style, actions that fail",
+        "rise in held-out posture error (m) per style, actions that fail",
         ["model", "expert"] + [f"skating {s}" for s in scen] + [f"error {y}" for y in styles] + ["fails"], rows)
     rho_rows = [[key] + [None if not math.isfinite(v) else round(v, 4) for v in c["values"]] + [stats.fmt(c, ".3f")]
                 for key, c in correlation.items()]

@@ -18,10 +18,10 @@ scenario and model), the mean profiles and the similarity / entropy per action, 
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

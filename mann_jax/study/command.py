@@ -2,14 +2,14 @@
 and each experiment's own entry point (``experiments/{tradeoff,same_size,ablation,...}.py``).
 
 Both read :data:`mann_jax.study.registry.EXPERIMENTS`. ``--config`` (default
-``configs/study.py:runlocal``) and ``--workdir``; each experiment run prints its tables and findings, where it wrote them, and as the LAST line a JSON
-summary: ``experiment``, ``out_dir``, ``seconds`` and the experiment's own headline figures. Bad
-input and settings the study cannot use (the project's user errors, e.g.
-:class:`~mann_jax.config_errors.ConfigError`) end it with one ``error:`` line, status 2; any other
-exception is a bug and keeps its traceback.
+``configs/study.py:runlocal``) and ``--workdir``; each experiment run prints its tables and
+findings, where it wrote them, and as the LAST line a JSON summary: ``experiment``, ``out_dir``,
+``seconds`` and the experiment's own headline figures. Bad input and settings the study cannot
+use (the project's user errors, e.g. :class:`~mann_jax.config_errors.ConfigError`) end it with one
+``error:`` line, status 2; any other exception is a bug and keeps its traceback.
 
-The flags are defined here, imported only by the study's entry points (the other commands define
-their own ``--config``).
+``--config`` and ``--workdir`` are defined here, imported only by the study's commands (the other
+commands define their own ``--config``); ``experiments.study`` adds ``--only`` and ``--no_report``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ sparsity and parameter counts from the trained masks.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -135,7 +136,8 @@ def evaluate_models(models: TrainedModels, indices: Sequence[int], dataset: Any,
     values["val_loss"] = [models.rows[i]["val_loss"] for i in idx]  # the sweep measured it on the final weights
     eval_loss = make_eval_loss(models.fns, chunk=EVAL_CHUNK)
     x_test, y_test = dataset.arrays(config.study.eval_split)
-    values["test_loss"] = [eval_loss(jax.tree.map(lambda a: a[j], params), x_test, y_test) for j in range(len(idx))]
+    values["test_loss"] = [eval_loss(jax.tree.map(lambda a, j=j: a[j], params), x_test, y_test)
+                          for j in range(len(idx))]
     errors = replay_windows(models.fns, params, dataset, windows, fps=fps)
     values["replay_error_local_m"] = errors["local"].reshape(len(idx), -1).mean(axis=1)
     values["actual_sparsity"] = [models.rows[i]["actual_sparsity"] for i in idx]

@@ -9,8 +9,9 @@ convention is derived in :mod:`mann_jax.pruning.accounting`.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -11,8 +11,9 @@ an existing folder is refused by the sweep's checkpoint check (use another ``--w
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jax
 import ml_collections

@@ -11,8 +11,9 @@ when an experiment runs, so reading the list (the report) imports no JAX.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 Results = Mapping[str, Any]
 

@@ -27,8 +27,9 @@ import os
 import re
 import shlex
 import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from mann_jax.export.compact import unwritable_reason
 from mann_jax.study import registry

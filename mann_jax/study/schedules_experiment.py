@@ -23,8 +23,9 @@ loss with each other schedule's (conclusion ``None``: not a claim of the study).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +35,8 @@ from mann_jax.config_errors import ConfigError
 from mann_jax.pruning.scoring import pruned_count
 from mann_jax.study import results as results_lib
 from mann_jax.study import stats
-from mann_jax.study.models import trained_models
 from mann_jax.study.evaluation import Evaluation, evaluate_models, evaluation_data, replay_window_set
+from mann_jax.study.models import trained_models
 from mann_jax.train import make_pruning_schedule, training_data
 
 #: Scenarios rolled out per model here.
@@ -176,7 +177,7 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
         if total_steps is None:
             total_steps = training_data(models.config, dataset, progress=False).total_steps
         curves[name] = sparsity_curve(models.config.pruning, level=level, total_steps=total_steps)
-        masks = jax.tree.map(lambda m: np.asarray(m)[np.asarray(ev.indices)], models.masks)
+        masks = jax.tree.map(lambda m, ev=ev: np.asarray(m)[np.asarray(ev.indices)], models.masks)
         full = [m for m in jax.tree.leaves(masks) if m.ndim > 1]
         n_prunable = sum(int(np.prod(m.shape[1:])) for m in full)
         zeros = [sum(int(m[j].size - np.count_nonzero(m[j])) for m in full) for j in range(len(ev.indices))]

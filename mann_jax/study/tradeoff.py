@@ -23,8 +23,9 @@ Measured per model (mean ± std over seeds per level):
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from mann_jax.data.dataset import build_dataset
 from mann_jax.evaluate import ground_truth_skating
 from mann_jax.study import stats
 from mann_jax.study.evaluation import METRICS, SCENARIOS, evaluate_models, replay_window_set
-from mann_jax.study.models import TrainedModels, trained_models, tradeoff_models
+from mann_jax.study.models import TrainedModels, tradeoff_models, trained_models
 from mann_jax.study.results import save_figure, scale_of, table, write_results
 
 STRUCTURED = "structured"
