@@ -33,9 +33,11 @@ def data_config() -> ml_collections.ConfigDict:
     d.test_fraction = 0.1
     d.split_seed = 0
     d.on_bad_clip = "skip"  # "skip" (report and leave out) | "raise" (stop the run)
-    # Another quadruped with the dog's topology: {its joint name: the dog's}, set in a config file (docs/data_checks.md).
+    # Another quadruped with the dog's topology: {its joint name: the dog's}, set in a config file
+    # (docs/data_checks.md).
     d.joint_map = ml_collections.ConfigDict()
-    d.checks = ml_collections.ConfigDict()  # plausibility thresholds, each clip refused above them (docs/data_checks.md)
+    # Plausibility thresholds, each clip refused above them (docs/data_checks.md).
+    d.checks = ml_collections.ConfigDict()
     d.checks.max_position = 1000.0  # metres from the origin, any point (the dog data: 6 m at most)
     d.checks.max_root_speed = 20.0  # m/s of the Hips between two frames, above it a teleport (the dog data: 5.8)
     d.checks.max_joint_speed = 20.0  # m/s of any point relative to the Hips between two frames (the dog data: 10.5)

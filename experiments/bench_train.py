@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +36,15 @@ from absl import app, flags
 from configs import default
 from experiments.timing import timed_rounds
 from mann_jax.data import layout
-from mann_jax.train import (ModelFunctions, build_model, configure_cpu_backend, init_state, jit_train_step,
-                            make_optimizer, make_train_step)
+from mann_jax.train import (
+    ModelFunctions,
+    build_model,
+    configure_cpu_backend,
+    init_state,
+    jit_train_step,
+    make_optimizer,
+    make_train_step,
+)
 
 _STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per measurement (a fifth of that for the slow blend "
                               "formulations and the matmul peak), spread over --rounds interleaved rounds.",

@@ -3,7 +3,10 @@
   python -m experiments.rollout --config configs/dog.py --checkpoint runs/dog --scenario turn180 --out out/turn180
   python -m experiments.rollout --config configs/dog.py --checkpoint runs/dense,runs/sparse90 \\
       --labels dense,sparse90 --scenario walk --param speed=1.2 --param seconds=8 --out out/walk
-  python -m experiments.rollout --config configs/dog.py --checkpoint runs/dog --scenario replay:D1_007_KAN01_001 --out out/replay
+  python -m experiments.rollout --config configs/dog.py --checkpoint runs/dog \\
+      --scenario replay:D1_007_KAN01_001 --out out/replay
+  python -m experiments.rollout --config configs/dog.py --checkpoint ../shared/data/mann_pretrained \\
+      --scenario turn180 --out out/pretrained
 
 Several checkpoints (same model config) are rolled out in ONE vmapped call and drawn side by side.
 Scenarios: walk, turn90, turn180, run, trot_stop, sit, lie, jump (mann_jax.control.scenarios), or
@@ -173,7 +176,8 @@ def run() -> None:
     metrics["seconds"] = {"load_and_rollout": round(seconds_rollout, 2), "total": round(time.perf_counter() - start, 2)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     for m in models:
-        print(f"{m['label']}: skating {m['skating_cm_per_frame']:.4f} cm/frame ({m['skating_cm_per_second']:.2f} cm/s), "
+        print(f"{m['label']}: skating {m['skating_cm_per_frame']:.4f} cm/frame "
+              f"({m['skating_cm_per_second']:.2f} cm/s), "
               f"hips {m['hips_height_median_m']:.2f} m, final heading {m['final_heading_deg']:.1f} deg")
     if "ground_truth_skating" in metrics:
         g = metrics["ground_truth_skating"]

@@ -36,7 +36,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, Ten
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (one process per host).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "With --multihost: host:port of process 0 "
                                    "(default: from the cluster environment or JAX_COORDINATOR_ADDRESS).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --multihost: number of processes (default: detected).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "With --multihost: number of processes (default: detected).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --multihost: this process's id (default: detected).")
 _INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "With --multihost: seconds to wait for every "
                                      "process to connect.")

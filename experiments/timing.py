@@ -10,7 +10,8 @@ the lowest round median (the least disturbed round; the median of every call com
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 

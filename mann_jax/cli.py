@@ -1,9 +1,10 @@
 """Conventions shared by the experiment entry points: user errors as one clear line, no traceback.
 
 Bad input (a malformed clip, a missing folder, a checkpoint from another setup, a diverged run, a
-config value out of range, a workdir another process writes into) is the user's to fix, so the commands print ``error: <file>: <problem>``
-and exit with status 2. Only the project's own error types count as such (:data:`USER_ERRORS`, led
-by :class:`mann_jax.errors.UserError`); anything else is a bug and keeps its traceback.
+config value out of range, a workdir another process writes into) is the user's to fix, so the
+commands print ``error: <file>: <problem>`` and exit with status 2. Only the project's own error
+types count as such (:data:`USER_ERRORS`, led by :class:`mann_jax.errors.UserError`); anything else
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

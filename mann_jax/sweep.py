@@ -144,15 +144,17 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from mann_jax import multihost, optim, pruning
@@ -167,13 +169,12 @@ from mann_jax.train import (
     TrainingError,
     TrainState,
     batch_order,
-    build_model,
-    initial_model,
     check_checkpoint_setup,
     check_resume_step,
     gating_scalars,
     gating_summary,
     init_state,
+    initial_model,
     jax_backend_started,
     jit_train_step,
     json_safe,
@@ -562,7 +563,8 @@ class StackedRunner(Runner):
         self._x = jax.device_put(x, self._replicated)
         self._y = jax.device_put(y, self._replicated)
         self._step = self._program(step, vmap_step)
-        self._apply_step = self._step if apply_step is None else self._program(apply_step, vmap_apply_step or apply_step)
+        self._apply_step = (self._step if apply_step is None
+                            else self._program(apply_step, vmap_apply_step or apply_step))
         self._per_model_fns: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def _program(self, step: Step, vmap_step: Step) -> Callable[..., Any]:

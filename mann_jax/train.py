@@ -27,8 +27,9 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import flax.struct
 import jax
@@ -661,7 +662,8 @@ class TrainResult:
     samples_per_second: float
 
 
-def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = None, progress: bool = True) -> TrainResult:
+def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = None,
+          progress: bool = True) -> TrainResult:
     """Train (or resume training) the model of ``config`` in ``workdir``.
 
     ``workdir`` receives ``checkpoints/`` (Orbax), ``tensorboard/`` (events), ``config.json`` and

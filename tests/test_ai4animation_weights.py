@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from mann_jax.data.normalisation import Normalisation
 from mann_jax.export.ai4animation import (
     WeightsFormatError,
     load_ai4animation_weights,
     model_from_ai4animation,
     save_ai4animation,
 )
-from mann_jax.data.normalisation import Normalisation
 from mann_jax.model import DEFAULT_GATING_INDICES, MANN, apply
 
 PRETRAINED = Path(__file__).resolve().parents[1].parent / "shared/data/mann_pretrained"

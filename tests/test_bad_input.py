@@ -18,8 +18,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -140,7 +140,8 @@ def refusal(tmp_path: Path, base_text: str, bad: str | bytes, **overrides) -> tu
 
 def test_renamed_joint_is_named_missing_and_extra(tmp_path, base_text):
     line, path = refusal(tmp_path, base_text, rename(base_text, "LeftArm", "LeftUpperArm"))
-    assert line == f"error: {path}: skeleton is not the MANN dog's: missing 'LeftArm'; extra 'LeftUpperArm' {SKELETON_HINT}"
+    assert line == (f"error: {path}: skeleton is not the MANN dog's: missing 'LeftArm'; extra 'LeftUpperArm' "
+                    f"{SKELETON_HINT}")
 
 
 def test_renamed_joint_takes_its_end_site_along(tmp_path, base_text):
@@ -197,7 +198,8 @@ def test_thresholds_are_configurable(tmp_path, base_text):
     with pytest.raises(MotionDataError) as info:  # the dog walks faster than 0.5 m/s
         ds.clip_rows(load_bvh(path), data_config(tmp_path, tmp_path, checks={"max_root_speed": 0.5}), source=path)
     match = re.fullmatch(rf"{re.escape(str(path))}:(\d+): frame (\d+): the root \('Hips'\) jumps [0-9.]+ m from frame "
-                         r"(\d+) \(([0-9.]+) m/s; data\.checks\.max_root_speed is 0\.5 m/s\): a teleport or a corrupt frame",
+                         r"(\d+) \(([0-9.]+) m/s; data\.checks\.max_root_speed is 0\.5 m/s\): "
+                         r"a teleport or a corrupt frame",
                          str(info.value))
     assert match, str(info.value)
     line, frame, previous, speed = int(match[1]), int(match[2]), int(match[3]), float(match[4])
@@ -220,7 +222,8 @@ def test_too_short_after_resampling(tmp_path, base_text):
 # The earlier kinds (parser and length), made from the same real clip.
 EARLIER = {
     "empty": (lambda t: "", lambda t, p: f"error: {p}: file is empty"),
-    "not text": (lambda t: b"\x89PNG\r\n\x1a\n", lambda t, p: f"error: {p}: not a text file (invalid start byte at byte 0)"),
+    "not text": (lambda t: b"\x89PNG\r\n\x1a\n",
+                 lambda t, p: f"error: {p}: not a text file (invalid start byte at byte 0)"),
     "no MOTION": (lambda t: "\n".join(frames_of(t)[0][:-1]) + "\n",
                   lambda t, p: f"error: {p}: no MOTION section: the file has no frame data (truncated?)"),
     "truncated": (lambda t: "\n".join(t.splitlines()[:-5]) + "\n",
@@ -383,7 +386,8 @@ def test_a_30_fps_copy_gives_rows_close_to_the_60_fps_original(dog_bvh_dir, tmp_
     def cols(block: Callable[[int, str], slice], count: int, field: str) -> list[int]:
         return [c for k in range(count) for c in range(block(k, field).start, block(k, field).stop)]
 
-    trajectory = {f: cols(layout.input_sample, layout.NUM_TRAJECTORY_SAMPLES, f) for f in ("pos", "dir", "vel", "speed")}
+    trajectory = {f: cols(layout.input_sample, layout.NUM_TRAJECTORY_SAMPLES, f)
+                  for f in ("pos", "dir", "vel", "speed")}
     bones = {f: cols(layout.input_bone, layout.NUM_BONES, f) for f in layout.BONE_FIELDS}
     for field, columns in trajectory.items():
         assert p99(a.inputs, b.inputs, columns) <= 0.01, field
@@ -464,7 +468,8 @@ def holder(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_holders_lock_is_taken_over(tmp_path, holder, caplog):
-    with pytest.raises(workdir_lock.WorkdirLocked, match=rf"pid {holder.pid} on host {re.escape(socket.gethostname())}"):
+    holder_text = rf"pid {holder.pid} on host {re.escape(socket.gethostname())}"
+    with pytest.raises(workdir_lock.WorkdirLocked, match=holder_text):
         with workdir_lock.hold(tmp_path / "run"):
             pass
     holder.send_signal(signal.SIGKILL)

@@ -52,7 +52,7 @@ def _tree(shapes: dict, seed: int, levels: int) -> dict:
             for k, s in shapes.items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _one_shot_masks_fn(names: tuple[str, ...], scope: str):
     """Jitted ``(params, target) -> masks`` after one one-shot update (compiled once per shape set)."""
     tx = prune(optax.identity(), target_sparsity=0.0, schedule=ONE_SHOT, scope=scope, prunable="|".join(names))
@@ -189,7 +189,7 @@ def test_magnitude_masks_equal_a_prune_mask_update(shapes, seed, target, scope):
         np.testing.assert_array_equal(np.broadcast_to(got[k], params[k].shape), want[k])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _magnitude_masks_fn(names: str, scope: str):
     return jax.jit(lambda p, s: magnitude_masks(p, s, scope=scope, prunable=names))
 
@@ -248,7 +248,7 @@ def _run(tx: optax.GradientTransformation, params: dict, target: float, grads: d
     return masks, ps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run_fn(schedule_name: str, update_every: int, steps: int):
     sched = make_schedule(schedule_name, start=0.1, end=0.8, total_steps=steps)
     tx = prune(optax.sgd(0.3), target_sparsity=0.5, schedule=sched, update_every=update_every)
@@ -296,7 +296,7 @@ def _adamw_tx(kind: str):
     return optax.adamw(0.05, weight_decay=0.5)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adam_run(kind: str):
     sched = make_schedule("agp", start=0.0, end=0.5, total_steps=200)
     tx = prune(_adamw_tx(kind), target_sparsity=0.5, schedule=sched, update_every=7, prunable=EXPERTS_AND_GATING)

@@ -40,7 +40,7 @@ def _mann_like(seed: int) -> dict:
             "layer2": {"alpha": f(K, H1, OUT), "beta": f(K, OUT)}}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _neuron_step(scope: str):
     tx = prune(optax.sgd(0.0), target_sparsity=0.0, schedule=ONE_SHOT, granularity="neuron", scope=scope)
 
@@ -220,7 +220,7 @@ def _nm_reference(w: np.ndarray, n: int, m: int) -> np.ndarray:
     return kept
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nm_run(n: int, m: int, steps: int):
     sched = make_schedule("linear", start=0.5, end=1.0, total_steps=steps)
     tx = prune(optax.sgd(0.1), target_sparsity=1 - n / m, schedule=sched, granularity="n:m", n_m=(n, m))

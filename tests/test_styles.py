@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from mann_jax.data import styles as st
 from mann_jax.data.errors import MotionDataError
 from mann_jax.data.skeleton import Pose, Skeleton
-from mann_jax.data import styles as st
 
 
 def _skeleton() -> Skeleton:

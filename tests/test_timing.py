@@ -61,7 +61,8 @@ def test_calls_per_round_by_name(monkeypatch):
     assert got["slow"] == timing.Timing(4.0, 4.0)
 
 
-@pytest.mark.parametrize("kwargs", [{"calls": 3, "rounds": 0}, {"calls": 0, "rounds": 2}, {"calls": {"f": 0}, "rounds": 1}])
+@pytest.mark.parametrize("kwargs", [{"calls": 3, "rounds": 0}, {"calls": 0, "rounds": 2},
+                                    {"calls": {"f": 0}, "rounds": 1}])
 def test_rejects_empty_measurements(kwargs):
     with pytest.raises(ValueError, match="at least 1"):
         timing.timed_rounds({"f": lambda i: None}, kwargs["calls"], rounds=kwargs["rounds"])

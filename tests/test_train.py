@@ -18,9 +18,22 @@ from configs import default
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.config_errors import ConfigError
 from mann_jax.data.dataset import build_dataset
-from mann_jax.train import (OPT_OUT_ENV, ModelFunctions, TrainState, batch_order, build_model, check_resumable,
-                            configure_cpu_backend, cpu_backend_opted_out, gating_scalars, gating_summary, init_state,
-                            jit_train_step, make_optimizer, make_train_step, train)
+from mann_jax.train import (
+    OPT_OUT_ENV,
+    ModelFunctions,
+    batch_order,
+    build_model,
+    check_resumable,
+    configure_cpu_backend,
+    cpu_backend_opted_out,
+    gating_scalars,
+    gating_summary,
+    init_state,
+    jit_train_step,
+    make_optimizer,
+    make_train_step,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -132,7 +145,8 @@ def test_cpu_backend_computes_adams_two_moments_in_one_loop():
     tx = make_optimizer(config.train, n_batches=4)
     state = init_state(fns, tx, seed=0)
     x, y = jnp.zeros((64, 480)), jnp.zeros((64, 363))
-    hlo = jit_train_step(make_train_step(fns, tx), platform="cpu").lower(state, x, y, jnp.arange(16)).compile().as_text()
+    compiled = jit_train_step(make_train_step(fns, tx), platform="cpu").lower(state, x, y, jnp.arange(16)).compile()
+    hlo = compiled.as_text()
     pairs = []
     for shape in ((4, 480, 64), (4, 64, 64), (4, 64, 363)):
         one = f"f32[{','.join(map(str, shape))}]"

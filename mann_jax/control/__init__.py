@@ -13,9 +13,9 @@ from mann_jax.control.rollout import (
     integrate_root,
     load_params,
     network_input,
+    replay_errors,
     replay_from_dataset,
     replay_from_motion,
-    replay_errors,
     replay_from_rows,
     rollout,
     simulate,
@@ -26,7 +26,8 @@ from mann_jax.control.rollout import (
 from mann_jax.control.scenarios import SCENARIOS, Scenario, make_scenario, pad, stack_scenarios
 
 __all__ = [
-    "SCENARIOS", "CharacterState", "Control", "ControlSettings", "Replay", "ReplayErrors", "Rollout", "Scenario", "check_params",
+    "SCENARIOS", "CharacterState", "Control", "ControlSettings", "Replay", "ReplayErrors", "Rollout", "Scenario",
+    "check_params",
     "initial_state_from_input", "integrate_root", "load_params", "make_scenario", "network_input", "pad",
     "replay_errors", "replay_from_dataset", "replay_from_motion", "replay_from_rows", "rollout", "simulate", "stack",
     "stack_params", "stack_scenarios", "start_row",

@@ -19,7 +19,8 @@ z = facing, as :mod:`mann_jax.data.layout`):
      ``← lerp(speed, |target_velocity|, g)``.
 
 2. **Network input** (``Animate``). The 12 trajectory samples (points 0, 10, …, 110 of the 111
-   points: 60 past frames, the current root, 50 future points over the next second) relative to the current root, and the
+   points: 60 past frames, the current root, 50 future points over the next second) relative to
+   the current root, and the
    posture of the previous frame relative to the previous root (point 59) — exactly the columns of
    :mod:`mann_jax.data.features`. It is normalised with the dataset's
    :class:`~mann_jax.data.normalisation.Normalisation`, run through the MANN in evaluation mode
@@ -63,8 +64,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp

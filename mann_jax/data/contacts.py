@@ -47,7 +47,8 @@ def support_height(paws: np.ndarray, *, fps: float, window_seconds: float = 2.0)
     return minimum_filter1d(lowest, size=size, mode="nearest", axis=-1)
 
 
-def estimate_support_height(positions: np.ndarray, skeleton: Skeleton, *, fps: float, window_seconds: float) -> np.ndarray:
+def estimate_support_height(positions: np.ndarray, skeleton: Skeleton, *, fps: float,
+                            window_seconds: float) -> np.ndarray:
     """``(T,)`` :func:`support_height` of FK positions ``(T, J, 3)``."""
     return support_height(positions[:, paw_indices(skeleton)], fps=fps, window_seconds=window_seconds)
 

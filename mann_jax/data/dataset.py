@@ -352,7 +352,8 @@ def _rows_from_synthetic(config: Any, progress: bool) -> list[ClipRows]:
     clips = generate_default_clips(
         seed=int(config.synthetic_seed), num_clips=int(config.synthetic_clips),
         seconds_per_clip=float(config.synthetic_seconds))
-    return [clip_rows(c.motion, config, labels=c.styles) for c in tqdm(clips, desc="clips", unit="clip", disable=not progress)]
+    bar = tqdm(clips, desc="clips", unit="clip", disable=not progress)
+    return [clip_rows(c.motion, config, labels=c.styles) for c in bar]
 
 
 # ----------------------------------------------------------------------------- cache

@@ -26,10 +26,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from mann_jax.data import layout
 from scipy.spatial.transform import Rotation
 
+from mann_jax.data import layout
 from mann_jax.data.skeleton import Pose, Skeleton
 from mann_jax.data.trajectory import Root, signed_angle_degrees, to_local_points, to_local_vectors
 

@@ -135,7 +135,8 @@ def forward_kinematics(motion: Motion) -> Pose:
             positions[:, k] = motion.local_translations[:, k]
         else:
             rotations[:, k] = rotations[:, p] @ local[:, k]
-            positions[:, k] = positions[:, p] + np.einsum("tab,tb->ta", rotations[:, p], motion.local_translations[:, k])
+            offset = np.einsum("tab,tb->ta", rotations[:, p], motion.local_translations[:, k])
+            positions[:, k] = positions[:, p] + offset
     return Pose(positions=positions, rotations=rotations)
 
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np

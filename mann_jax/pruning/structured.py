@@ -33,7 +33,8 @@ old one).
   of ``H`` equal scores grows like ``sqrt(H)``, which would favour pruning the wider layer).
   Dividing by the number of weights of a unit instead was rejected: it corrects for fan-in but
   not for the per-layer weight scale, which is exactly what differs here (at the initialisation
-  above it would rank every unit of layer 0 below every unit of layer 1 instead). A layer whose alive units all score 0 is left unscaled.
+  above it would rank every unit of layer 0 below every unit of layer 1 instead). A layer whose alive
+  units all score 0 is left unscaled.
   On top of the ranking, the best unit of each layer (highest normalised score, the higher index on
   ties, i.e. the unit the ranking would prune last) is protected, so **no layer is ever emptied**.
   Count: exactly ``min(round(s * (H0 + H1)), H0 + H1 - 2)`` units pruned in total. The protection
