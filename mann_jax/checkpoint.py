@@ -27,8 +27,10 @@ from typing import Any
 
 import orbax.checkpoint as ocp
 
+from mann_jax.errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be restored (corrupt, or from a different setup); names the directory."""
 
 

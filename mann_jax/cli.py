@@ -18,17 +18,11 @@ import textwrap
 from collections.abc import Callable
 from types import TracebackType
 
-from mann_jax.checkpoint import CheckpointError
-from mann_jax.data.errors import MotionDataError
 from mann_jax.errors import UserError
-from mann_jax.export.ai4animation import WeightsFormatError
-from mann_jax.train import TrainingError, configure_cpu_backend
-from mann_jax.workdir_lock import WorkdirError
+from mann_jax.train import configure_cpu_backend
 
-#: The errors a user can fix. ``UserError`` covers ConfigError, ExportFormatError and every new
-#: error type; the others predate it and are listed until they derive from it.
-USER_ERRORS: tuple[type[Exception], ...] = (UserError, MotionDataError, CheckpointError, TrainingError,
-                                             WeightsFormatError, WorkdirError)
+#: The errors a user can fix: the project's own error types all derive from ``UserError``.
+USER_ERRORS: tuple[type[Exception], ...] = (UserError,)
 
 # Errors ml_collections raises while applying a ``--config.<key>=`` override (a key typo: KeyError or
 # AttributeError; a value of the wrong type: TypeError or ValueError).

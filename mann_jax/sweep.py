@@ -305,6 +305,10 @@ def make_plan(config: Any) -> SweepPlan:
             model_levels.append(level)
             model_seeds.append(seed + 1000 * i if sc.per_level_seeds else seed)
             names.append(level_name(level) + (f"_seed_{seed}" if len(seeds) > 1 else ""))
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:  # each model writes its own TensorBoard folder and table row under its name
+        raise SweepConfigError(f"sweep.levels: levels share the name(s) {clashes} (a level is named by its percentage "
+                               "to 4 decimals); make levels differ by at least 0.0001 % or list each seed once")
     return SweepPlan(levels=levels, seeds=seeds, model_levels=tuple(model_levels), model_seeds=tuple(model_seeds),
                      names=tuple(names), shared_data_order=bool(sc.shared_data_order),
                      data_seed=int(config.train.seed))

@@ -43,6 +43,7 @@ from mann_jax import config_errors, optim, pruning
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.data import layout
 from mann_jax.data.dataset import Dataset, build_dataset, cache_key
+from mann_jax.errors import UserError
 from mann_jax.metric_writer import MetricWriter, flatten_config
 from mann_jax.model import MANN, apply
 from mann_jax.multihost import to_host
@@ -50,7 +51,7 @@ from mann_jax.multihost import to_host
 Params = dict[str, Any]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (diverged, no data); earlier checkpoints are left untouched."""
 
 
@@ -146,11 +147,7 @@ def make_optimizer(train_config: Any, *, n_batches: int) -> optax.GradientTransf
 
 def make_pruning_schedule(pruning_config: Any, *, total_steps: int) -> pruning.Schedule:
     """The sparsity schedule of the ``pruning`` config section over ``total_steps``."""
-    kwargs = {"one_cycle": {"alpha": float(pruning_config.alpha), "beta": float(pruning_config.beta)},
-              "agp": {"power": float(pruning_config.power)},
-              "iterative": {"n_steps": int(pruning_config.n_steps)}}.get(pruning_config.schedule, {})
-    return pruning.make_schedule(pruning_config.schedule, start=float(pruning_config.start),
-                                 end=float(pruning_config.end), total_steps=total_steps, **kwargs)
+    return pruning.schedule_from_config(pruning_config, total_steps=total_steps)
 
 
 def make_training_optimizer(
@@ -650,7 +647,12 @@ def _kept_checkpoints(checkpoints: Checkpoints) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-    """What a finished run reports."""
+    """What a finished run reports.
+
+    ``train_loss`` is the last logging window's loss (dropout on); NaN when no step ran (a resumed,
+    finished run), which then reports ``train_eval_loss`` instead: the eval-mode loss (dropout off)
+    of the first 8192 training rows.
+    """
 
     state: TrainState
     fns: ModelFunctions
@@ -660,6 +662,7 @@ class TrainResult:
     steps: int
     seconds: float
     samples_per_second: float
+    train_eval_loss: float = float("nan")
 
 
 def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = None,
@@ -758,20 +761,24 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
     val_loss = last["val_loss"]
     if len(x_val) and not math.isfinite(val_loss):
         val_loss = eval_loss(state.params, x_val, y_val)
+    train_eval_loss = float("nan")
     if start_step == total_steps and not math.isfinite(train_loss):
-        train_loss = eval_loss(state.params, x_train[:8192], y_train[:8192])
+        train_eval_loss = eval_loss(state.params, x_train[:8192], y_train[:8192])
     seconds = time.perf_counter() - run_start
     steps_run = total_steps - start_step
     result = TrainResult(
         state=state, fns=fns, train_loss=train_loss, val_loss=val_loss, val_mean_predictor_loss=mean_predictor,
         steps=total_steps, seconds=seconds,
-        samples_per_second=steps_run * batch_size / seconds if steps_run else float("nan"))
+        samples_per_second=steps_run * batch_size / seconds if steps_run else float("nan"),
+        train_eval_loss=train_eval_loss)
     writer.write_hparams(flatten_config(config_dict), {"final/train_loss": train_loss, "final/val_loss": val_loss})
     writer.close()
     checkpoints.close()
     summary = {"steps": total_steps, "epochs": int(tc.epochs), "train_loss": train_loss, "val_loss": val_loss,
                "val_mean_predictor_loss": mean_predictor, "seconds": round(seconds, 2),
                "samples_per_second": result.samples_per_second}
+    if math.isfinite(train_eval_loss):
+        summary["train_eval_loss"] = train_eval_loss
     if pruned:
         summary["sparsity"] = pruning.sparsity_report(pruning.find_pruning_state(state.opt_state).masks)
         summary["params_sparsity"] = pruning.sparsity_report(state.params)

@@ -31,12 +31,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from mann_jax.errors import UserError
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 
 
-class WorkdirError(RuntimeError):
+class WorkdirError(UserError, RuntimeError):
     """The workdir cannot be locked (not a folder, not writable)."""
 
 

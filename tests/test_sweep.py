@@ -286,8 +286,13 @@ def test_config_without_sweep_section_is_a_clear_error(tmp_path):
         sweep.run_sweep(config, tmp_path, progress=False)
 
 
-def test_level_names():
+def test_level_names(tmp_path):
     assert [sweep.level_name(v) for v in (0.0, 0.1, 0.9, 0.125)] == ["level_00", "level_10", "level_90", "level_12.5"]
+    # Two levels within 0.0001 % would share a name, a TensorBoard folder and a table row: refused.
+    config = tiny_config(tmp_path)
+    config.sweep.levels = (0.5, 0.5000000001)
+    with pytest.raises(sweep.SweepConfigError, match=r"share the name\(s\) \['level_50'\]"):
+        sweep.make_plan(config)
 
 
 @pytest.mark.parametrize("arg", [None, "runlocal", "dog"])

@@ -1,6 +1,7 @@
 """Training: loss falls, resume after SIGKILL is exact, TensorBoard events are readable, configs are strict."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -83,6 +84,11 @@ def test_training_reduces_loss_and_writes_readable_events(tmp_path):
     assert any(t.startswith("weights/layer0/alpha") for t in tags["histograms"])
     lr = [e.value for e in events.Scalars("train/learning_rate")]
     assert 0 < min(lr) <= max(lr) <= config.train.learning_rate * (1 + 1e-6)
+    # Resuming the finished run runs no step: no training-window loss, the eval-mode loss named as such.
+    again = train(config, tmp_path / "run", progress=False)
+    assert math.isnan(again.train_loss) and math.isfinite(again.train_eval_loss)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["train_eval_loss"] == again.train_eval_loss
+    assert math.isnan(result.train_eval_loss)
 
 
 def test_gating_summary_equals_the_coefficients_of_the_full_forward_pass():

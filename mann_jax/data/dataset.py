@@ -375,9 +375,13 @@ def _file_digest(path: Path) -> str:
 
 
 def cache_key(config: Any) -> str:
-    """Hash of the input files' content, every feature setting and :data:`FEATURE_VERSION`."""
+    """Hash of the input files' content, every feature setting, :data:`FEATURE_VERSION` and the source
+    of the modules that make rows (:func:`mann_jax.data.synthetic.code_fingerprint`)."""
+    from mann_jax.data.synthetic import code_fingerprint
+
     h = hashlib.sha256()
-    h.update(json.dumps({"version": FEATURE_VERSION, "settings": _settings_for_key(config)}, sort_keys=True,
+    h.update(json.dumps({"version": FEATURE_VERSION, "code": code_fingerprint(),
+                         "settings": _settings_for_key(config)}, sort_keys=True,
                         default=str).encode())
     if config.source == "bvh":
         for p in _bvh_files(Path(config.path)):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 
+from mann_jax.errors import UserError
 
-class MotionDataError(ValueError):
+
+class MotionDataError(UserError, ValueError):
     """Bad motion data: names the file (and line) and the problem."""
 
     def __init__(self, path: str | os.PathLike | None, problem: str, *, line: int | None = None):

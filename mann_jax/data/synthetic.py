@@ -1019,7 +1019,7 @@ def generate_default_clips(*, seed: int = 0, num_clips: int = 8, seconds_per_cli
 ROW_CODE_MODULES: tuple[str, ...] = (
     "mann_jax.data.synthetic", "mann_jax.data.bvh", "mann_jax.data.skeleton", "mann_jax.data.trajectory",
     "mann_jax.data.contacts", "mann_jax.data.styles", "mann_jax.data.features", "mann_jax.data.layout",
-    "mann_jax.data.normalisation", "mann_jax.data.dataset",
+    "mann_jax.data.normalisation", "mann_jax.data.dataset", "mann_jax.data.checks",
 )
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from flax import nnx
 
 from mann_jax.data.normalisation import Normalisation
+from mann_jax.errors import UserError
 from mann_jax.export.compact import unwritable_reason
 from mann_jax.model import DEFAULT_GATING_INDICES, MANN, Formulation
 
@@ -42,7 +43,7 @@ _DTYPE = np.dtype("<f4")
 _NORMALISATION = ("Xmean", "Xstd", "Ymean", "Ystd")
 
 
-class WeightsFormatError(ValueError):
+class WeightsFormatError(UserError, ValueError):
     """A weights file is missing or malformed, or a folder cannot be written: names the file and the problem."""
 
     def __init__(
