@@ -16,6 +16,10 @@ Scales (the argument):
               under 30 minutes (the trade-off sweep, shared by ablation and activations, is the
               longest). The same-size hidden sizes scale with the base (H/2, H/4, H/8).
   "toy"       the embedded procedural data at toy size: seconds per experiment (the tests).
+  "pretrained" the authors' trained 8 x 512 dog network ($MANN_PRETRAINED, else
+              ../shared/data/mann_pretrained) pruned while fine-tuning for 2 epochs (pruning in the
+              first 80 %), 10 levels x 3 seeds; the same-size dense models trained from scratch for 20
+              epochs. About 3 hours of a 2-core CPU in all; every sweep resumes where it stopped.
 
 Every experiment writes into ``<workdir>/<experiment>/`` (results.json, figures as PNG + SVG,
 TensorBoard events); trained models live in ``<workdir>/models/<name>/`` (sweeps, resumable) and
@@ -24,6 +28,8 @@ study, so whichever runs first trains them.
 """
 
 from __future__ import annotations
+
+import os
 
 import ml_collections
 
@@ -51,24 +57,37 @@ def study_config() -> ml_collections.ConfigDict:
     s.max_replay_windows = 64  # at most this many windows (evenly spread over the held-out clips)
     s.eval_split = "test"  # clips never used in training or model selection
     s.video = True  # same-size: side-by-side MP4/GIF of dense vs sparse turning
+    s.same_size_dense_epochs = 0  # epochs of the same-size dense models (from scratch); 0 = train.epochs
     return s
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """``""``: the study's full scale on the dog data; ``"runlocal"``: a 2-core CPU; ``"toy"``: seconds (tests)."""
-    if arg in (None, "", "runlocal"):
+    if arg in (None, "", "runlocal", "pretrained"):
         config = sweep.get_config("dog")
     elif arg == "toy":
         config = sweep.get_config(None)
     else:
-        raise ConfigError(f"unknown config argument {arg!r}; expected nothing, 'runlocal' or 'toy'")
+        raise ConfigError(f"unknown config argument {arg!r}; expected nothing, 'runlocal', 'toy' or 'pretrained'")
     config.study = study_config()
     config.sweep.levels = config.study.levels  # informative: each experiment sets the levels it trains
     if arg == "runlocal":
         apply_runlocal(config)
     elif arg == "toy":
         apply_toy(config)
+    elif arg == "pretrained":
+        apply_pretrained(config)
     return config
+
+
+def apply_pretrained(config: ml_collections.ConfigDict) -> None:
+    """Gradual pruning of the authors' trained network while fine-tuning (the setting beside the study's
+    pruning from scratch): its weights and normalisation, a short budget, the study's levels and seeds."""
+    config.train.init_from = os.environ.get("MANN_PRETRAINED", os.path.join("..", "shared", "data", "mann_pretrained"))
+    config.train.epochs = 2
+    config.train.log_every_steps = 500
+    config.pruning.end = 0.8  # the last 20 % of the budget fine-tunes at the final sparsity
+    config.study.same_size_dense_epochs = 20  # from scratch: as many epochs as fit beside the rest
 
 
 def apply_runlocal(config: ml_collections.ConfigDict) -> None:

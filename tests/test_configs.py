@@ -66,3 +66,23 @@ def test_only_user_errors_become_one_line(tmp_path):
     bug = run("--config", str(buggy))
     assert bug.returncode == 1 and "Traceback" in bug.stderr and "no_such_section" in bug.stderr, bug.stderr[-2000:]
     assert not (tmp_path / "w").exists()
+
+
+def test_pretrained_study_config_prunes_the_authors_network_and_trains_dense_ones_from_scratch(tmp_path):
+    from configs import study
+    from mann_jax.study.command import remaining_work
+    from mann_jax.study.models import sweep_config
+    from mann_jax.study.same_size import _dense_overrides
+
+    config = study.get_config("pretrained")
+    assert config.train.init_from.endswith("mann_pretrained")
+    assert config.data.normalisation_from == config.train.init_from  # the network's own normalisation
+    assert tuple(config.model.hidden_sizes) == (512, 512) and config.train.epochs == 2
+    assert len(config.study.levels) == 10 and len(config.study.seeds) == 3
+    dense = sweep_config(config, levels=(0.0,), overrides=_dense_overrides(config, 128, 2))
+    assert dense.train.init_from == "" and dense.train.epochs == 20 and tuple(dense.model.hidden_sizes) == (128, 128)
+    assert dense.data.normalisation_from == config.train.init_from  # every model of the study reads the same rows
+    (tmp_path / "tradeoff").mkdir()
+    (tmp_path / "tradeoff" / "results.json").write_text("{}")
+    assert remaining_work(["tradeoff", "same_size"], str(tmp_path)).endswith(
+        "1 of 2 experiments done (tradeoff); remaining: same_size")

@@ -59,6 +59,15 @@ def run_one(name: str, config: Any, workdir: str) -> Results:
     return res
 
 
+def remaining_work(names: list[str], workdir: str) -> str:
+    """One line: which of ``names`` already wrote their results into ``workdir`` and which remain (a
+    remaining experiment's sweeps resume from their checkpoints)."""
+    done = [n for n in names if (Path(workdir) / n / "results.json").is_file()]
+    todo = [n for n in names if n not in done]
+    return (f"study in {workdir}: {len(done)} of {len(names)} experiments done ({', '.join(done) or 'none'}); "
+            f"remaining: {', '.join(todo) or 'none'}")
+
+
 def selected(only: list[str] | None) -> list[str]:
     """The registered experiments ``only`` names (registry order), or all of them.
 
@@ -95,6 +104,7 @@ def run_study(only: flags.FlagHolder[list[str] | None], no_report: flags.FlagHol
         logging.set_verbosity(logging.WARNING)
         names = selected(only.value)
         check_study_settings(_CONFIG.value)
+        print(remaining_work(names, _WORKDIR.value))
         with workdir_lock.hold(_WORKDIR.value):  # one writer per study folder
             for name in names:
                 run_one(name, _CONFIG.value, _WORKDIR.value)

@@ -349,6 +349,16 @@ def _findings(pairs: list[dict[str, Any]], config: Any, base_hidden: int) -> lis
     return out
 
 
+def _dense_overrides(config: Any, hidden: int, n_layers: int) -> dict[str, Any]:
+    """The same-size dense model's settings: its hidden size, trained from scratch (a pretrained
+    network of another size cannot start it) for ``study.same_size_dense_epochs`` when set."""
+    overrides: dict[str, Any] = {"model.hidden_sizes": (hidden,) * n_layers, "train.init_from": ""}
+    epochs = int(config.study.get("same_size_dense_epochs", 0))
+    if epochs > 0:
+        overrides["train.epochs"] = epochs
+    return overrides
+
+
 def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> dict[str, Any]:
     """Trains (or reloads) the dense small and matched pruned models, evaluates and writes ``<workdir>/same_size/``.
 
@@ -379,7 +389,7 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     for m in matches:
         dense_name = f"dense_h{m.hidden}"
         dense = trained_models(config, workdir, dense_name, levels=(0.0,),
-                               overrides={"model.hidden_sizes": (m.hidden,) * n_layers}, dataset=dataset,
+                               overrides=_dense_overrides(config, m.hidden, n_layers), dataset=dataset,
                                progress=progress)
         dense_ev = evaluate_models(dense, dense.indices(0.0), dataset, config, windows)
         pruned_ev = pruned_all.subset(pruned.indices(m.level))
@@ -427,7 +437,8 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
                  "prunable": matches[0].base_prunable if matches else None,
                  "prunable_regex": prunable_regex(config)},
         "budget": {"epochs": int(config.train.epochs), "batch_size": int(config.train.batch_size),
-                   "seeds": list(st.seeds)},
+                   "dense_epochs": int(st.get("same_size_dense_epochs", 0)) or int(config.train.epochs),
+                   "init_from": str(config.train.get("init_from", "")), "seeds": list(st.seeds)},
         "scenarios": {"names": list(SCENARIOS), "walk_speed": st.walk_speed, "seconds": st.scenario_seconds},
         "eval_split": st.eval_split,
         "replay_windows": {"count": windows.num_windows, "seconds": st.replay_window_seconds,
