@@ -1,7 +1,7 @@
 # Every target depends on `setup`, so each works on a fresh machine by itself.
 PY := .venv/bin/python
 
-.PHONY: setup test demo sweep bench-sweep prepare-data bench-data clean study report
+.PHONY: setup test demo sweep bench-sweep prepare-data bench-data clean study report device-check
 
 setup: .venv/.installed
 
@@ -49,3 +49,9 @@ study: setup
 # Gather whatever experiments have run in $(STUDY_DIR) into $(STUDY_DIR)/report.md.
 report: setup
 	$(PY) -m experiments.report --workdir $(STUDY_DIR)
+
+# GPU check (docs/multihost.md): needs the pinned JAX's CUDA plugin in .venv
+# (.venv/bin/pip install -c requirements.lock -e '.[cuda12]'); < 8 min, one JSON summary.
+# Without a GPU it says so and exits 0.
+device-check: setup
+	$(PY) -m experiments.device_check --out runs/device_check.json
