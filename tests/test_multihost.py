@@ -108,7 +108,7 @@ def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
     assert one.steps > 4 * first_checkpoint  # so the kill below lands well before the end
 
     # Kill process 1 once the first checkpoint is committed; process 0 must stop by itself (no hang).
-    procs = _start(workdir, cache, "--heartbeat_timeout=20")
+    procs = _start(workdir, cache, "--heartbeat_timeout=30")
     deadline = time.monotonic() + 240
     while not (workdir / "checkpoints" / str(first_checkpoint)).is_dir():
         assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, _finish(procs, 5)
