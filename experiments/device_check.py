@@ -29,8 +29,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from absl import app, flags, logging
 
@@ -106,7 +107,7 @@ def run_part(module_args: Sequence[str], timeout_s: float, log: Path) -> dict[st
     start = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-m", *module_args], capture_output=True, text=True,
-                              timeout=timeout_s, cwd=Path(__file__).resolve().parents[1])
+                              check=False, timeout=timeout_s, cwd=Path(__file__).resolve().parents[1])
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         log.write_text(out)

@@ -55,7 +55,7 @@ def main(argv: list[str]) -> None:
         else:
             sweep.configure_cpu_devices(config)  # before anything starts JAX
         result = sweep.run_sweep(config, _WORKDIR.value)
-    except Exception as e:  # noqa: BLE001 -- several processes: end this one now (see _exit_now)
+    except Exception as e:  # several processes: end this one now (see _exit_now), else as always
         if _MULTIHOST.value and multihost.started():
             _exit_now(e)
         raise

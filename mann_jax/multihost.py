@@ -73,7 +73,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         jax.devices()
     except ValueError as e:  # no coordinator found, or an id outside [0, num_processes)
         raise MultihostError(f"--multihost: {e}") from None
-    except Exception as e:  # JaxRuntimeError: the device lists were not exchanged (a process left)
+    except Exception as e:  # noqa: BLE001 -- JaxRuntimeError: no device lists exchanged (a process left)
         first = (str(e).strip().splitlines() or [""])[0]
         raise MultihostError(
             f"--multihost: the processes could not start their devices together ({type(e).__name__}: "
