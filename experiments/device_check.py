@@ -24,6 +24,7 @@ toy size on the CPU (the tests check the plumbing that way).
 from __future__ import annotations
 
 import json
+import os
 import platform as host_platform
 import shutil
 import subprocess
@@ -43,6 +44,8 @@ _BUDGET = flags.DEFINE_integer("budget_s", 480, "Seconds for all parts together 
 _ALLOW_CPU = flags.DEFINE_bool("allow_cpu", False, "Run the parts even without a GPU (with --smoke: a plumbing test).")
 _SMOKE = flags.DEFINE_bool("smoke", False, "Every part at toy size (seconds per part; the figures mean nothing).")
 
+#: JAX on a GPU takes most of its memory when it starts; this process only names the device.
+_PREALLOCATE = "XLA_PYTHON_CLIENT_PREALLOCATE"
 #: Share of the budget per part (the rest is slack for process starts).
 SHARES: dict[str, float] = {"bench_sweep": 0.30, "bench_train": 0.12, "bench_inference": 0.15, "tradeoff": 0.35}
 #: The sweep target on an H100/H200: a sweep step inside the pruning window over K single steps.
@@ -98,7 +101,8 @@ def no_accelerator_message(device: dict[str, Any]) -> str:
             f"({device['platform']}); nothing measured ({hint})")
 
 
-def run_part(module_args: Sequence[str], timeout_s: float, log: Path) -> dict[str, Any]:
+def run_part(module_args: Sequence[str], timeout_s: float, log: Path, *,
+             env: dict[str, str] | None = None) -> dict[str, Any]:
     """Runs ``python -m <module_args>``; its last stdout line parsed as JSON (the benchmarks' convention).
 
     Returns ``{"status": "ok" | "failed" | "timed out", "seconds", "result"?, "error"?}``; the whole
@@ -107,7 +111,7 @@ def run_part(module_args: Sequence[str], timeout_s: float, log: Path) -> dict[st
     start = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-m", *module_args], capture_output=True, text=True,
-                              check=False, timeout=timeout_s, cwd=Path(__file__).resolve().parents[1])
+                              check=False, timeout=timeout_s, cwd=Path(__file__).resolve().parents[1], env=env)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         log.write_text(out)
@@ -161,6 +165,9 @@ def only_jax_rows(result: dict[str, Any]) -> dict[str, Any]:
 def run_check(out: Path, *, budget_s: float = 480, allow_cpu: bool = False, smoke: bool = False) -> int:
     """Runs the check (see the module docstring), writes ``out``; returns the exit status."""
     start = time.perf_counter()
+    # The parts run with the environment as given; this process leaves the GPU's memory to them.
+    parts_env = dict(os.environ)
+    os.environ.setdefault(_PREALLOCATE, "false")
     device = device_description()
     summary: dict[str, Any] = {"device": device, "smoke": smoke, "budget_s": budget_s}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +183,7 @@ def run_check(out: Path, *, budget_s: float = 480, allow_cpu: bool = False, smok
     parts: dict[str, dict[str, Any]] = {}
     for name, args in part_commands(workdir, smoke=smoke).items():
         print(f"device-check: {name} (up to {SHARES[name] * budget_s:.0f} s) ...", flush=True)
-        parts[name] = run_part(args, SHARES[name] * budget_s, workdir / f"{name}.log")
+        parts[name] = run_part(args, SHARES[name] * budget_s, workdir / f"{name}.log", env=parts_env)
         if name == "bench_inference" and parts[name].get("result"):
             parts[name]["result"] = only_jax_rows(parts[name]["result"])
         print(f"device-check: {name}: {parts[name]['status']} in {parts[name]['seconds']} s"

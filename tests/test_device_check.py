@@ -17,6 +17,7 @@ def test_cpu_only_machine_measures_nothing_says_so_and_succeeds(tmp_path, monkey
         raise AssertionError(f"a part was started on a CPU-only machine: {args}")
 
     monkeypatch.setattr(subprocess, "run", no_process)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)  # run_check sets it for itself
     out = tmp_path / "check" / "device_check.json"
     assert device_check.run_check(out) == 0
     first = capsys.readouterr().out.splitlines()[0]
