@@ -10,7 +10,7 @@ LOCK := $(word 3,$(PICK))
 VENV := .venv-py$(PY_VERSION)
 PY := $(VENV)/bin/python
 
-.PHONY: setup test test-fast lock demo sweep bench-sweep prepare-data bench-data clean study report
+.PHONY: setup test test-fast lock demo sweep bench-sweep prepare-data bench-data clean study report device-check
 
 setup: $(VENV)/.installed
 	@echo "make setup: Python $(PY_VERSION) ($(PY_EXE)), $(LOCK), $(VENV)"
@@ -74,3 +74,9 @@ study: setup
 # Gather whatever experiments have run in $(STUDY_DIR) into $(STUDY_DIR)/report.md.
 report: setup
 	$(PY) -m experiments.report --workdir $(STUDY_DIR)
+
+# GPU check (docs/multihost.md): needs the pinned JAX's CUDA plugin in .venv
+# (.venv/bin/pip install -c requirements.lock -e '.[cuda12]'); < 8 min, one JSON summary.
+# Without a GPU it says so and exits 0.
+device-check: setup
+	$(PY) -m experiments.device_check --out runs/device_check.json

@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
         primary = jax.process_index() == 0  # a multi-host run: process 0 holds the lock
         with workdir_lock.hold(_WORKDIR.value, enabled=primary):
             result = sweep.run_sweep(config, _WORKDIR.value)
-    except Exception as e:  # noqa: BLE001 -- several processes: end this one now (see _exit_now)
+    except Exception as e:  # several processes: end this one now (see _exit_now), else as always
         if _MULTIHOST.value and multihost.started():
             _exit_now(e)
         raise

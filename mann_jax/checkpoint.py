@@ -17,6 +17,10 @@ checkpoints intact and the latest *complete* step is restored: a run killed with
 from the checkpoint before (training is deterministic, so it ends the same). Every read
 (:meth:`Checkpoints.latest_step`, :meth:`Checkpoints.restore`, ...) and :meth:`Checkpoints.close`
 first waits for a write in flight. ``background=False`` saves synchronously.
+
+Several processes (:mod:`mann_jax.multihost`): every process makes the same calls with the same
+host-side state (a sweep gathers it first); Orbax then writes the files from process 0 and commits
+the step once every process has reached it, and every process restores from the shared directory.
 """
 
 from __future__ import annotations

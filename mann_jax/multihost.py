@@ -46,13 +46,14 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                heartbeat_timeout: int = 100) -> None:
     """``jax.distributed.initialize`` with gloo collectives on CPU; call before anything starts JAX.
 
-    ``initialization_timeout``: seconds to wait for every process to connect; ``heartbeat_timeout``:
-    seconds after which a silent process counts as dead and the others stop (JAX's runtime ends
-    them with a message rather than letting them wait forever).
+    ``initialization_timeout``: seconds to wait for every process to connect (and at each
+    :func:`barrier`); past it JAX's runtime ends the process with its own message (a fatal log, no
+    exception). ``heartbeat_timeout``: seconds after which a silent process counts as dead and the
+    others are stopped, so that none waits forever.
 
     Raises:
-        MultihostError: no coordinator found, an id outside ``[0, num_processes)``, or not every
-            process connected within ``initialization_timeout``.
+        MultihostError: no coordinator found, an id outside ``[0, num_processes)``, or the processes
+            connected but could not start their devices together (one left in between).
     """
     global _barrier_timeout_s
     _barrier_timeout_s = int(initialization_timeout)
@@ -72,13 +73,12 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         jax.devices()
     except ValueError as e:  # no coordinator found, or an id outside [0, num_processes)
         raise MultihostError(f"--multihost: {e}") from None
-    except Exception as e:  # XlaRuntimeError: DEADLINE_EXCEEDED when a process never came
+    except Exception as e:  # noqa: BLE001 -- JaxRuntimeError: no device lists exchanged (a process left)
         first = (str(e).strip().splitlines() or [""])[0]
         raise MultihostError(
-            f"--multihost: the {num_processes or 'expected'} processes did not all connect to the coordinator "
-            f"{coordinator_address or '(from the environment)'} within {initialization_timeout} s "
-            f"({type(e).__name__}: {first[:300]}); start every process with the same --coordinator_address and "
-            "--num_processes and distinct --process_id") from None
+            f"--multihost: the processes could not start their devices together ({type(e).__name__}: "
+            f"{first[:300]}); start every process with the same --coordinator_address and --num_processes and "
+            "distinct --process_id") from None
 
 
 def is_main() -> bool:

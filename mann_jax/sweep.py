@@ -125,14 +125,15 @@ Design
 Multi-host
 ----------
 Start one process per host with the same command and call ``jax.distributed.initialize()``
-before anything else touches JAX (``experiments.sweep --multihost`` does; coordinator address,
-process count and id come from the usual ``JAX_COORDINATOR_ADDRESS`` / cluster environment).
-``jax.devices()`` then lists every device of every host; the mesh spans them all, host copies of
-the state are gathered with ``multihost_utils.process_allgather``, and only process 0 writes
-TensorBoard events, the table and the plot. On CPU the processes exchange arrays through gloo
-(``jax_cpu_collectives_implementation``; ``experiments.sweep`` sets it). Tested with two processes
-on one machine, two CPU devices each: the same losses as one process
-(``tests/test_sweep.py::test_two_processes_equal_one``); not yet run across real hosts or GPUs.
+before anything else touches JAX (``experiments.sweep --multihost`` does, through
+:func:`mann_jax.multihost.initialize`; docs/multihost.md). ``jax.devices()`` then lists every
+device of every host and the mesh spans them all; every host-side read of the sharded state
+(losses, statistics, checkpoints, the table) goes through :func:`mann_jax.multihost.to_host`, a
+gather every process makes at the same point; :func:`mann_jax.multihost.check_same_run` refuses
+processes with different configs, data or workdirs; all processes write the checkpoints together
+(Orbax) and only process 0 writes TensorBoard events, the table and the plot. Tested with two
+processes on one machine, two CPU devices each (gloo): the same table as one process, and a killed
+run resumed (``tests/test_multihost.py``); not yet run across real hosts or GPUs.
 """
 
 from __future__ import annotations
@@ -354,7 +355,13 @@ def sweep_devices(config: Any) -> list[jax.Device]:
     n = int(config.sweep.devices)
     if n > len(devices):
         raise SweepConfigError(f"sweep.devices = {n} but only {len(devices)} device(s) are available")
-    return devices[:n] if n else devices
+    chosen = devices[:n] if n else devices
+    # Several processes: each must hold part of the mesh (the same verdict on every process).
+    idle = sorted(set(range(jax.process_count())) - {d.process_index for d in chosen})
+    if idle:
+        raise SweepConfigError(f"sweep.devices = {n} leaves process(es) {', '.join(map(str, idle))} without a device; "
+                               f"use 0 (all {len(devices)}) or a number that reaches every process's devices")
+    return chosen
 
 
 # ----------------------------------------------------------------------------------------------

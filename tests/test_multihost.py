@@ -108,7 +108,7 @@ def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
     assert one.steps > 4 * first_checkpoint  # so the kill below lands well before the end
 
     # Kill process 1 once the first checkpoint is committed; process 0 must stop by itself (no hang).
-    procs = _start(workdir, cache, "--heartbeat_timeout=20")
+    procs = _start(workdir, cache, "--heartbeat_timeout=30")
     deadline = time.monotonic() + 240
     while not (workdir / "checkpoints" / str(first_checkpoint)).is_dir():
         assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, _finish(procs, 5)
@@ -152,7 +152,7 @@ def test_a_process_whose_peers_never_come_stops_after_the_timeout(tmp_path):
     start = time.monotonic()
     out = subprocess.run(_command(0, _free_port(), tmp_path, tmp_path / "cache", "--initialization_timeout=5"),
                          cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
-                         timeout=120)
+                         check=False, timeout=120)
     assert out.returncode != 0 and time.monotonic() - start < 100
     assert "--multihost: process 0 of 2 connecting to the coordinator" in out.stderr
     assert "waiting up to 5 s for every process" in out.stderr and "DEADLINE_EXCEEDED" in out.stderr, out.stderr[-2000:]
@@ -166,7 +166,7 @@ def test_a_process_whose_peers_never_come_stops_after_the_timeout(tmp_path):
 def test_bad_multihost_settings_are_clear_errors(tmp_path, args, message):
     out = subprocess.run([sys.executable, "-m", "experiments.sweep", "--config=configs/sweep.py:toy", "--multihost",
                           *args, f"--workdir={tmp_path}"], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, check=False, timeout=120)
     assert out.returncode == 2, out.stderr[-2000:]
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: --multihost:") and message in last, last
