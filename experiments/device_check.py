@@ -2,8 +2,9 @@
 
   python -m experiments.device_check [--out runs/device_check.json] [--budget_s 480]
 
-On a machine with a GPU and the pinned JAX's CUDA plugin (``.venv/bin/pip install -c <the setup's lock file>
--e '.[cuda12]'``, or ``cuda13``; docs/dependencies.md), runs one after another, each in its own process with its share of ``--budget_s``:
+On a machine with a GPU and the pinned JAX's CUDA plugin (``.venv/bin/pip install -c <the setup's lock
+file> -e '.[cuda12]'``, or ``cuda13``; docs/dependencies.md), runs one after another, each in its own
+process with its share of ``--budget_s``:
 
 * ``bench_sweep``: ten 8 x 512 levels, the ``vmap`` strategy (what ``"auto"`` runs on a GPU) against
   training the levels one after another; ``ratio_in_window`` = a sweep step inside the pruning window
@@ -96,7 +97,8 @@ def no_accelerator_message(device: dict[str, Any]) -> str:
     """Why nothing is measured on a CPU-only machine, and what would change that."""
     hint = ("this machine has nvidia-smi: install the pinned JAX's CUDA plugin (.venv/bin/pip install "
             "-c requirements-py3.X.lock -e '.[cuda12]', or '.[cuda13]' for a CUDA 13 driver)"
-            if shutil.which("nvidia-smi") else "run it on a machine with an NVIDIA GPU and the pinned JAX's CUDA plugin")
+            if shutil.which("nvidia-smi")
+            else "run it on a machine with an NVIDIA GPU and the pinned JAX's CUDA plugin")
     return (f"device-check: no GPU: JAX {device['jax']} runs on {device['device_count']} x {device['device_kind']} "
             f"({device['platform']}); nothing measured ({hint})")
 
