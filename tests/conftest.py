@@ -21,6 +21,17 @@ from mann_jax.train import configure_cpu_backend
 # Before any test starts JAX: the suite compiles the programs the commands run (they all call it first).
 configure_cpu_backend()
 
+#: Where a warning attributed to one of these modules comes from JAX/Flax/Optax/Orbax or from the project's calls.
+DEPRECATION_SOURCES = "(jax|jaxlib|flax|optax|orbax|chex|mann_jax|experiments|configs|tests|test_|conftest)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On the newest dependency line (Python >= 3.12: the newest JAX and Flax) a deprecated JAX, Flax,
+    Optax or Orbax API fails the test that meets it (docs/dependencies.md); Python 3.11 keeps JAX 0.10.2."""
+    if sys.version_info >= (3, 12):
+        for category in ("DeprecationWarning", "FutureWarning"):
+            config.addinivalue_line("filterwarnings", f"error::{category}:{DEPRECATION_SOURCES}")
+
 
 
 @pytest.fixture(autouse=True)
