@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -33,9 +33,8 @@ def pytest_configure(config: pytest.Config) -> None:
             config.addinivalue_line("filterwarnings", f"error::{category}:{DEPRECATION_SOURCES}")
 
 
-
 @pytest.fixture(autouse=True)
-def no_metric_writer_left_open():
+def no_metric_writer_left_open() -> Iterator[None]:
     """Fails a test that leaves a metric writer open: at exit tensorboardX would close it in an atexit
     hook that Python >= 3.12 refuses (a traceback at the end of the session)."""
     before = set(open_logdirs())
