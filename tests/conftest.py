@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,20 @@ from mann_jax.train import configure_cpu_backend
 # Before any test starts JAX: the suite compiles the programs the commands run (they all call it first).
 configure_cpu_backend()
 
+#: Where a warning attributed to one of these modules comes from JAX/Flax/Optax/Orbax or from the project's calls.
+DEPRECATION_SOURCES = "(jax|jaxlib|flax|optax|orbax|chex|mann_jax|experiments|configs|tests|test_|conftest)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On the newest dependency line (Python >= 3.12: the newest JAX and Flax) a deprecated JAX, Flax,
+    Optax or Orbax API fails the test that meets it (docs/dependencies.md); Python 3.11 keeps JAX 0.10.2."""
+    if sys.version_info >= (3, 12):
+        for category in ("DeprecationWarning", "FutureWarning"):
+            config.addinivalue_line("filterwarnings", f"error::{category}:{DEPRECATION_SOURCES}")
 
 
 @pytest.fixture(autouse=True)
-def no_metric_writer_left_open():
+def no_metric_writer_left_open() -> Iterator[None]:
     """Fails a test that leaves a metric writer open: at exit tensorboardX would close it in an atexit
     hook that Python >= 3.12 refuses (a traceback at the end of the session)."""
     before = set(open_logdirs())
