@@ -213,6 +213,7 @@ def trained(tmp_path_factory, dog_bvh_dir):
     return config, result, dataset, tmp / "run"
 
 
+@pytest.mark.slow
 def test_trained_model_walks_straight_on_the_floor(trained):
     _, result, dataset, _ = trained
     scenario = make_scenario("walk", speed=1.0, seconds=6.0)
@@ -238,6 +239,7 @@ def test_trained_model_walks_straight_on_the_floor(trained):
     assert np.all(np.isfinite(bones))
 
 
+@pytest.mark.slow
 def test_trained_model_replays_its_clip(trained):
     _, result, dataset, _ = trained
     from mann_jax.control import replay_from_dataset
@@ -251,6 +253,7 @@ def test_trained_model_replays_its_clip(trained):
     assert errors.local.mean() < 0.1
 
 
+@pytest.mark.slow
 def test_load_params_from_checkpoint_and_shape_mismatch(trained, tmp_path):
     config, result, _, workdir = trained
     params = load_params(workdir, result.fns)
@@ -297,6 +300,7 @@ checkpoints.close()
 """
 
 
+@pytest.mark.slow
 def test_load_params_reads_checkpoints_written_on_other_devices(trained, tmp_path):
     # A run trained on a GPU, or a model sharded over several devices, must load on this 1-device
     # CPU process (a rollout or an export on a laptop): Orbax refuses another topology by default.
@@ -374,6 +378,7 @@ def test_without_the_mp4_writer_videos_fall_back_to_gif_and_write_mp4_says_why(m
 
 
 @pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")  # ffmpeg / the command: fork+exec
+@pytest.mark.slow
 def test_rollout_command_writes_video_metrics_and_plot(trained, tmp_path):
     import json
     import subprocess

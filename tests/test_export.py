@@ -392,6 +392,7 @@ def test_export_function_writes_all_formats(setup, workdir, tmp_path):
         export(broken, "compact", tmp_path / "x.npz")
 
 
+@pytest.mark.slow
 def test_export_command_line(workdir, tmp_path):
     run, _ = workdir
     env = dict(os.environ, JAX_PLATFORMS="cpu")

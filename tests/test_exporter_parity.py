@@ -52,6 +52,7 @@ def test_a_changed_definition_is_caught(sample_clip_rows):
     assert groups["bone positions"].mean_abs_diff < 2e-5
 
 
+@pytest.mark.slow
 def test_authors_network_reads_both_halves_alike(sample_clip_rows):
     from mann_jax.export.ai4animation import model_from_ai4animation
 

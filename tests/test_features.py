@@ -69,6 +69,7 @@ def test_mirrored_features_match_features_of_mirrored_motion(walk_clip):
     np.testing.assert_allclose(lhs, rhs * [-1, 1, 1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_root_trajectory_is_smooth_and_facing_follows_motion(dog_clip_paths):
     aligned, moving = 0, 0
     for path in dog_clip_paths:
@@ -132,6 +133,7 @@ def dog_dataset(dog_bvh_dir, tmp_path_factory):
     return build_dataset(config, progress=False)
 
 
+@pytest.mark.slow
 def test_all_dog_clips(dog_dataset, dog_clip_paths):
     d = dog_dataset
     assert d.inputs.shape[1] == 480 and d.outputs.shape[1] == 363

@@ -15,6 +15,9 @@ from mann_jax.evaluate.controller import run_scenarios, study_scenarios
 from mann_jax.study import ablation_experiment as ablation_study
 from mann_jax.study import models as models_lib
 
+# Every test here trains models (the toy study) and rolls them out: minutes in all.
+pytestmark = pytest.mark.slow
+
 FPS = 60.0
 
 

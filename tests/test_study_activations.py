@@ -11,6 +11,9 @@ from mann_jax.control import scenarios as scenario_lib
 from mann_jax.evaluate import gating
 from mann_jax.study import activations
 
+# Every test here trains models (the toy study) and rolls them out: minutes in all.
+pytestmark = pytest.mark.slow
+
 FPS = 60.0
 
 

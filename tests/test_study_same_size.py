@@ -17,6 +17,9 @@ from mann_jax.study import same_size
 from mann_jax.study.models import trained_models
 from mann_jax.train import ModelFunctions, build_model
 
+# Every test here trains models (the toy study) and rolls them out: minutes in all.
+pytestmark = pytest.mark.slow
+
 
 def _real_params(model_config, hidden):
     cfg = ml_collections.ConfigDict(model_config.to_dict())

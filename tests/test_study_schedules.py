@@ -13,6 +13,9 @@ from mann_jax.pruning.scoring import pruned_count
 from mann_jax.study import schedules_experiment as schedules
 from mann_jax.study.models import trained_models
 
+# Every test here trains models (the toy study) and rolls them out: minutes in all.
+pytestmark = pytest.mark.slow
+
 
 def test_one_shot_prunes_once_at_one_shot_at():
     config = study.get_config("toy")

@@ -15,6 +15,9 @@ from mann_jax.study import model_size, stats, tradeoff
 from mann_jax.study.models import sweep_config, tradeoff_models
 from mann_jax.study.results import CONCLUSIONS, read_results, write_results
 
+# Every test here trains models (the toy study) and rolls them out: minutes in all.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -83,6 +83,7 @@ def _check_against_singles(result, single_runs):
         assert result.rows[i]["train_loss"] == pytest.approx(single.train_loss, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_vmap_sweep_equals_single_runs_traced_once(vmap_sweep, single_runs):
     _, result = vmap_sweep
     assert result.strategy == "vmap"
@@ -100,6 +101,7 @@ def test_every_strategy_equals_single_runs(strategy, tmp_path, cache, single_run
     _check_against_singles(result, single_runs)
 
 
+@pytest.mark.slow
 def test_seeds_are_a_second_mapped_axis(tmp_path, cache):
     config = tiny_config(cache, levels=(0.5,), seeds=(1, 2), shared_data_order=False, strategy="vmap")
     result = sweep.run_sweep(config, tmp_path / "sweep", progress=False)
@@ -122,6 +124,7 @@ def test_auto_calibrates_and_picks_a_strategy(tmp_path, cache):
     assert meta["strategy"] == result.strategy
 
 
+@pytest.mark.slow
 def test_resume_continues_every_level_and_equals_uninterrupted(tmp_path, cache, vmap_sweep):
     _, straight = vmap_sweep
     config = tiny_config(cache, strategy="vmap")
@@ -231,6 +234,7 @@ _SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_over_four_devices_equals_unsharded(tmp_path, cache, vmap_sweep):
     _, unsharded = vmap_sweep
     # 3 levels over 4 devices: the model axis is padded to 4 and the padding dropped.
