@@ -92,6 +92,7 @@ def test_vmap_sweep_equals_single_runs_traced_once(vmap_sweep, single_runs):
     assert actual[0] == 0.0 and actual[1] == pytest.approx(0.5, abs=1e-3) and actual[2] == pytest.approx(0.8, abs=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["loop", "map", "unroll"])
 def test_every_strategy_equals_single_runs(strategy, tmp_path, cache, single_runs):
     # One trace of the single-model step serves every level (no recompilation per level).
@@ -163,6 +164,7 @@ def test_resuming_with_fewer_epochs_than_ran_is_refused_and_leaves_the_table_alo
     assert table["finished"]
 
 
+@pytest.mark.slow
 def test_results_table_matches_checkpoints_and_outputs_exist(vmap_sweep, cache):
     workdir, result = vmap_sweep
     with open(workdir / "results.csv") as f:
