@@ -7,7 +7,7 @@ import subprocess
 import jax
 import pytest
 
-from experiments import device_check
+from mann_jax import device_check
 
 
 def test_cpu_only_machine_measures_nothing_says_so_and_succeeds(tmp_path, monkeypatch, capsys):
