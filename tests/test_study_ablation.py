@@ -50,11 +50,12 @@ def test_none_condition_equals_the_unmasked_model(toy_study, loaded):
     scs = study_scenarios(config.study, fps=FPS, names=list(abl.SCENARIOS))
     plain = run_scenarios(models.fns, params, dataset, scs, fps=FPS).result
     none = run_scenarios(models.fns, params, dataset, scs, fps=FPS, expert_mask=abl.condition_masks(4)[0]).result
-    # Equal up to float32 rounding, which an autoregressive rollout carries from frame to frame (a
-    # mask of ones is another program: XLA fuses the products differently).
-    np.testing.assert_allclose(none.gating, plain.gating, atol=5e-4)
-    np.testing.assert_allclose(none.bones, plain.bones, atol=1e-3)
-    np.testing.assert_allclose(none.root_positions, plain.root_positions, atol=1e-3)
+    # Equal up to float32 rounding, which an autoregressive rollout carries and grows from frame to
+    # frame (a mask of ones is another program: XLA fuses the products differently, more so on newer
+    # JAX); switching an expert off moves the coefficients by tenths.
+    np.testing.assert_allclose(none.gating, plain.gating, atol=2e-3)
+    np.testing.assert_allclose(none.bones, plain.bones, atol=5e-3)
+    np.testing.assert_allclose(none.root_positions, plain.root_positions, atol=5e-3)
 
 
 def test_expert_off_condition_removes_that_expert_and_renormalises(toy_study, loaded):
