@@ -443,3 +443,37 @@ def count_parameters(model: MANN) -> dict[str, int]:
     experts = sum(size(nnx.state(getattr(model, f"layer{i}"), nnx.Param)) for i in range(3))
     gating = size(nnx.state(model.gating, nnx.Param))
     return {"experts": experts, "gating": gating, "total": experts + gating}
+
+
+def _tree_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(np.shape(v)) for path, v in flat}
+
+
+def check_params(params: Any, reference: Any, *, models_axis: bool = False) -> int | None:
+    """Raise a clear ValueError unless ``params`` has the structure and shapes of ``reference``.
+
+    With ``models_axis`` every leaf carries one more leading axis of the same length (the number of
+    models, returned).
+    """
+    got, want = _tree_shapes(params), _tree_shapes(reference)
+    if set(got) != set(want):
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        raise ValueError(f"parameters do not match the model config: missing {missing}, unexpected {extra}")
+    n_models = None
+    bad = []
+    for name, shape in want.items():
+        g = got[name]
+        if models_axis:
+            if len(g) != len(shape) + 1:
+                bad.append(f"{name}: {g} (expected a model axis before {shape})")
+                continue
+            n_models = g[0] if n_models is None else n_models
+            if g[0] != n_models:
+                bad.append(f"{name}: {g[0]} models, other leaves have {n_models}")
+            g = g[1:]
+        if g != shape:
+            bad.append(f"{name}: {g} != {shape} expected by the config")
+    if bad:
+        raise ValueError("parameters do not match the model config: " + "; ".join(bad))
+    return n_models

@@ -45,7 +45,7 @@ from mann_jax.data import layout
 from mann_jax.data.dataset import Dataset, build_dataset, cache_key
 from mann_jax.errors import UserError
 from mann_jax.metric_writer import MetricWriter, flatten_config
-from mann_jax.model import MANN, apply
+from mann_jax.model import MANN, apply, check_params
 from mann_jax.multihost import to_host
 
 Params = dict[str, Any]
@@ -65,9 +65,14 @@ class TrainState:
     key: jax.Array
 
 
+def gating_indices(model_config: Any) -> tuple[int, ...]:
+    """The input columns of the gating network: the config's, or the original 19."""
+    return tuple(model_config.gating_indices) if model_config.gating_indices else layout.GATING_INDICES
+
+
 def build_model(model_config: Any, *, seed: int) -> MANN:
     """A MANN from the ``model`` config section (weights drawn from ``seed``, as the original's 23456)."""
-    gating = tuple(model_config.gating_indices) if model_config.gating_indices else layout.GATING_INDICES
+    gating = gating_indices(model_config)
     return MANN(
         input_size=layout.INPUT_DIM,
         output_size=layout.OUTPUT_DIM,
@@ -121,11 +126,10 @@ def initial_model(config: Any, *, seed: int) -> ModelFunctions:
     folder = config.train.get("init_from", "")
     if not folder:
         return fns
-    from mann_jax.control.rollout import check_params
     from mann_jax.export.ai4animation import model_from_ai4animation
 
-    gating = tuple(config.model.gating_indices) if config.model.gating_indices else layout.GATING_INDICES
-    pretrained = ModelFunctions.of(model_from_ai4animation(folder, gating_indices=gating)[0]).params
+    model, _ = model_from_ai4animation(folder, gating_indices=gating_indices(config.model))
+    pretrained = ModelFunctions.of(model).params
     try:
         check_params(pretrained, fns.params)
     except ValueError as e:

@@ -497,9 +497,9 @@ def _normalised_as_configured(dataset: Dataset, config: Any) -> Dataset:
     folder = config.get("normalisation_from", "")
     if not folder:
         return dataset
-    from mann_jax.export.ai4animation import load_ai4animation_weights, normalisation_from_weights
+    from mann_jax.export.ai4animation import load_normalisation
 
-    norm = normalisation_from_weights(load_ai4animation_weights(folder))
+    norm = load_normalisation(folder)
     if norm.x_mean.shape != (dataset.inputs.shape[1],) or norm.y_mean.shape != (dataset.outputs.shape[1],):
         raise ConfigError(f"data.normalisation_from {folder}: statistics for {norm.x_mean.shape[0]} inputs and "
                           f"{norm.y_mean.shape[0]} outputs, the data has {dataset.inputs.shape[1]} and "

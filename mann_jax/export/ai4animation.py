@@ -88,6 +88,22 @@ def _read(folder: Path, stem: str, shape: tuple[int, ...] | None, why: str = "")
     return np.fromfile(path, dtype=_DTYPE).astype(np.float32).reshape(shape)
 
 
+def load_normalisation(folder: str | os.PathLike) -> Normalisation:
+    """The input/output statistics of an AI4Animation MANN export (its four ``X``/``Y`` files only).
+
+    Raises:
+        WeightsFormatError: The folder or a file is missing, or a file has the wrong size.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WeightsFormatError(folder, "weights folder not found")
+    x_mean = _read(folder, "Xmean", None)
+    x_std = _read(folder, "Xstd", x_mean.shape, " (size of Xmean.bin)")
+    y_mean = _read(folder, "Ymean", None)
+    y_std = _read(folder, "Ystd", y_mean.shape, " (size of Ymean.bin)")
+    return Normalisation(x_mean, x_std, y_mean, y_std)
+
+
 def load_ai4animation_weights(folder: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads every tensor of an AI4Animation MANN export.
 
@@ -102,15 +118,8 @@ def load_ai4animation_weights(folder: str | os.PathLike) -> dict[str, np.ndarray
         WeightsFormatError: The folder or a file is missing, or a file has the wrong size.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise WeightsFormatError(folder, "weights folder not found")
-    out: dict[str, np.ndarray] = {}
-    out["Xmean"] = _read(folder, "Xmean", None)
-    n_in = out["Xmean"].shape[0]
-    out["Xstd"] = _read(folder, "Xstd", (n_in,), " (size of Xmean.bin)")
-    out["Ymean"] = _read(folder, "Ymean", None)
-    n_out = out["Ymean"].shape[0]
-    out["Ystd"] = _read(folder, "Ystd", (n_out,), " (size of Ymean.bin)")
+    out: dict[str, np.ndarray] = dict(zip(_NORMALISATION, load_normalisation(folder)))
+    n_in, n_out = out["Xmean"].shape[0], out["Ymean"].shape[0]
 
     out["wc0_b"] = _read(folder, "wc0_b", None)
     g_hidden = out["wc0_b"].shape[0]
