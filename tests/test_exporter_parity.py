@@ -66,3 +66,16 @@ def test_authors_network_reads_both_halves_alike(sample_clip_rows):
     for e in errors.values():  # the weights README's check: about 2 mm on the exporter's rows
         assert e.bone_position_m < 0.004 and e.mean_std_units < 0.05
     assert errors[True].bone_position_m < 1.5 * errors[False].bone_position_m
+
+
+@pytest.mark.slow
+def test_parity_command_without_the_sample_is_one_error_line(tmp_path, dog_bvh_dir):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "experiments.parity", f"--config.data.path={dog_bvh_dir}",
+                           f"--pretrained={tmp_path}"], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    want = f"error: {tmp_path / 'mocap-sample.txt'}: missing (the exporter's sample rows)"
+    assert proc.stderr.strip().splitlines()[-1] == want

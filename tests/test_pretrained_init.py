@@ -62,3 +62,20 @@ def test_fine_tuning_starts_from_the_folder_and_resumes(tmp_path):
     config.train.epochs = 2  # resume: continues from the checkpoint, not from the folder again
     resumed = train(config, tmp_path / "run", progress=False)
     assert resumed.steps == 2 * result.steps
+
+
+def test_a_missing_or_broken_folder_is_a_clear_error(tmp_path):
+    from mann_jax.export.ai4animation import WeightsFormatError
+
+    config = _config(tmp_path)
+    config.train.init_from = str(tmp_path / "nowhere")
+    with pytest.raises(WeightsFormatError, match=r"nowhere: weights folder not found"):
+        initial_model(config, seed=0)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("Xmean", "Ymean", "Ystd"):
+        (broken / f"{name}.bin").write_bytes((PRETRAINED / f"{name}.bin").read_bytes())
+    (broken / "Xstd.bin").write_bytes((PRETRAINED / "Xstd.bin").read_bytes()[:-4])
+    config.data.normalisation_from = str(broken)
+    with pytest.raises(WeightsFormatError, match=r"Xstd.bin: wrong size for a 480 float32 array"):
+        build_dataset(config.data, progress=False)
