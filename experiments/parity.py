@@ -34,6 +34,8 @@ _PRETRAINED = flags.DEFINE_string(
     "AI4Animation weights folder with mocap-sample.txt.")
 _LOCOMOTION = [layout.STYLES.index("Idle"), layout.STYLES.index("Move")]
 _SAMPLE_CLIP = flags.DEFINE_string("sample_clip", "D1_001_KAN01_001", "The clip mocap-sample.txt was exported from.")
+_MAX_Z = flags.DEFINE_float("max_z", 10.0, "Rows 'inside the authors' export': every bone column within this many of "
+                            "the authors' Xstd from Xmean (at most 1/max_z^2 of their rows lie beyond, per column).")
 
 
 def _row_table(groups: dict[str, parity.GroupComparison]) -> str:
@@ -57,7 +59,8 @@ def main(argv: list[str]) -> None:
     sample = np.loadtxt(sample_file, dtype=np.float64, ndmin=2)
     model, norm = model_from_ai4animation(pretrained)
 
-    summary: dict = {"clips": {}}
+    summary: dict = {"clips": {}, "max_z": _MAX_Z.value}
+    style_sums, n_rows = np.zeros(layout.NUM_STYLES), 0
     for path in tqdm(clips, desc="clips", unit="clip"):
         rows = clip_rows(load_bvh(path), data, source=path)
         for mirrored in (False, True):
@@ -72,6 +75,12 @@ def main(argv: list[str]) -> None:
             errors = parity.network_errors(predictions, rows.outputs[keep], norm.y_std)
             entry = summary["clips"].setdefault(path.stem, {})
             entry["mirrored" if mirrored else "original"] = errors._asdict()
+            style_sums, n_rows = style_sums + parity.style_mix(rows.inputs[keep]) * keep.sum(), n_rows + keep.sum()
+            inside = parity.within_export_distribution(rows.inputs[keep], norm, max_z=_MAX_Z.value)
+            if inside.any():
+                entry["inside_" + ("mirrored" if mirrored else "original")] = {
+                    **parity.network_errors(predictions[inside], rows.outputs[keep][inside], norm.y_std)._asdict(),
+                    "fraction_of_rows": float(inside.mean())}
             # Idle/Move rows: the derived labels are surest there; sit/lie/jump depend on the authors'
             # hand-made labels and exported ranges, which are not public.
             moving = np.isin(rows.styles[keep], _LOCOMOTION)
@@ -91,17 +100,29 @@ def main(argv: list[str]) -> None:
     print(f"{'clip':24s} {'half':9s} {'bones m':>8s} " + " ".join(f"{g[:14]:>14s}" for g in groups) + f" {'mean':>7s}")
     for clip, halves in summary["clips"].items():
         for half, e in halves.items():
-            if half.startswith("locomotion"):
+            if half not in ("original", "mirrored"):
                 continue
             print(f"{clip:24s} {half:9s} {e['bone_position_m']:8.4f} "
                   + " ".join(f"{e['std_units'][g]:14.3f}" for g in groups) + f" {e['mean_std_units']:7.3f}")
-    for half in ("original", "mirrored", "locomotion_original", "locomotion_mirrored"):
+    print(f"\n(locomotion: Idle/Move rows; inside: every bone column within {_MAX_Z.value:g} Xstd of Xmean)")
+    for half in ("original", "mirrored", "locomotion_original", "locomotion_mirrored", "inside_original",
+                 "inside_mirrored"):
         es = [h[half] for h in summary["clips"].values() if half in h]
         if es:
-            summary[f"mean_{half}"] = {"bone_position_m": float(np.mean([e["bone_position_m"] for e in es])),
+            bones = [e["bone_position_m"] for e in es]
+            summary[f"mean_{half}"] = {"bone_position_m": float(np.mean(bones)),
+                                       "median_bone_position_m": float(np.median(bones)),
                                        "mean_std_units": float(np.mean([e["mean_std_units"] for e in es]))}
-            print(f"mean over {len(es)} clips ({half}): bones {summary[f'mean_{half}']['bone_position_m']:.4f} m, "
+            print(f"mean over {len(es)} clips ({half}): bones {summary[f'mean_{half}']['bone_position_m']:.4f} m "
+                  f"(median {summary[f'mean_{half}']['median_bone_position_m']:.4f}), "
                   f"{summary[f'mean_{half}']['mean_std_units']:.3f} std units")
+    # The authors' Xmean style columns are their rows' style mix; ours differ where they chose ranges.
+    ours, theirs = style_sums / max(n_rows, 1), parity.style_mix(np.asarray(norm.x_mean)[None])
+    summary["style_mix"] = {"project": dict(zip(layout.STYLES, ours.tolist())),
+                            "authors": dict(zip(layout.STYLES, theirs.tolist()))}
+    print("\nstyle mix of the rows   " + " ".join(f"{s:>6s}" for s in layout.STYLES))
+    print("  the project's rows    " + " ".join(f"{v:6.3f}" for v in ours))
+    print("  the authors' (Xmean)  " + " ".join(f"{v:6.3f}" for v in theirs))
     print(json.dumps(summary))
 
 

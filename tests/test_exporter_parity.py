@@ -79,3 +79,21 @@ def test_parity_command_without_the_sample_is_one_error_line(tmp_path, dog_bvh_d
     assert proc.returncode == 2, proc.stderr
     want = f"error: {tmp_path / 'mocap-sample.txt'}: missing (the exporter's sample rows)"
     assert proc.stderr.strip().splitlines()[-1] == want
+
+
+def test_rows_inside_the_export_distribution_and_style_mix():
+    """A row is 'inside' when no bone column is more than max_z of Xstd from Xmean; styles average per column."""
+    from mann_jax.data import layout
+    from mann_jax.data.normalisation import Normalisation
+
+    rng = np.random.default_rng(0)
+    norm = Normalisation(x_mean=rng.normal(size=layout.INPUT_DIM), x_std=np.full(layout.INPUT_DIM, 0.5),
+                         y_mean=np.zeros(layout.OUTPUT_DIM), y_std=np.ones(layout.OUTPUT_DIM))
+    x = np.tile(norm.x_mean, (3, 1))
+    x[1, layout.input_bone("Hips", "fwd")] += 0.5 * 9.9  # 9.9 std: inside at max_z 10
+    x[2, layout.input_bone("Tail", "pos")] -= 0.5 * 10.1
+    x[2, layout.INPUT_TRAJECTORY] += 100.0  # trajectory columns do not count
+    assert parity.within_export_distribution(x, norm, max_z=10).tolist() == [True, True, False]
+    styles = layout.input_sample(layout.CURRENT_SAMPLE, "style")
+    x[:, styles] = np.eye(layout.NUM_STYLES)[[0, 1, 1]]
+    np.testing.assert_allclose(parity.style_mix(x), [1 / 3, 2 / 3, 0, 0, 0, 0])

@@ -11,6 +11,13 @@ Two measurements (``python -m experiments.parity``):
    project's own targets: the bone-position error in metres (mean absolute difference, as the
    weights' README check) and, per output group, the mean squared error in units of the original's
    output standard deviation (``Ystd``); 1.0 is as bad as always predicting ``Ymean``.
+
+Which frames the authors exported is not public, but their ``Xmean``/``Xstd`` bound it: by
+Chebyshev's inequality at most ``1/k²`` of their rows lie ``k`` standard deviations from ``Xmean``
+in any one column, so rows that far out in a posture column (a dog lying on its side rolls the Hips
+axis ~35 std from the authors' mean) are rows their network (almost) never saw
+(:func:`within_export_distribution`); and their style means are their rows' style mix
+(:func:`style_mix`).
 """
 
 from __future__ import annotations
@@ -132,6 +139,25 @@ def predict(model: Any, normalisation: Any, inputs: np.ndarray, *, batch: int = 
         x = normalisation.normalise_inputs(np.asarray(inputs[start:start + batch], np.float32))
         out.append(np.asarray(normalisation.denormalise_outputs(forward(x)), np.float64))
     return np.concatenate(out) if out else np.zeros((0, layout.OUTPUT_DIM))
+
+
+def within_export_distribution(inputs: np.ndarray, normalisation: Any, *, max_z: float) -> np.ndarray:
+    """Rows whose every bone input column lies within ``max_z`` of the authors' ``Xstd`` from their ``Xmean``.
+
+    At most ``1/max_z²`` of the authors' own rows lie beyond in any one column (Chebyshev), so the
+    rows outside are, column by column, ranges their export (almost) never held.
+    """
+    x_mean, x_std = (np.asarray(a, np.float64)[layout.INPUT_BONES] for a in (normalisation.x_mean, normalisation.x_std))
+    z = np.abs(np.asarray(inputs, np.float64)[:, layout.INPUT_BONES] - x_mean) / x_std
+    return z.max(axis=1) <= max_z
+
+
+def style_mix(inputs: np.ndarray) -> np.ndarray:
+    """Fraction of rows per style (:data:`layout.STYLES`): the mean of the current sample's style columns.
+
+    The same columns of the authors' ``Xmean`` give their export's mix.
+    """
+    return np.asarray(inputs, np.float64)[:, layout.input_sample(layout.CURRENT_SAMPLE, "style")].mean(axis=0)
 
 
 def sample_parity(sample: np.ndarray, clip_inputs: np.ndarray) -> tuple[int, dict[str, GroupComparison]]:
