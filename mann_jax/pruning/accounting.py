@@ -1,72 +1,20 @@
 """Non-zero parameters, model size and FLOPs per frame of a (pruned) MANN, and the study's Table 1.
 
-Plain numpy over a params tree: the nested dict of ``mann_jax.train.ModelFunctions.of(model).params``
-(``{'gating': {'layer0': {'kernel', 'bias'}, ...}, 'layer0': {'alpha' (K, in, out), 'beta' (K, out)},
-...}``), with an optional masks tree of the same structure (a missing or ``None`` mask leaf means
-"keep all"; masks from :mod:`mann_jax.pruning` are accepted as they are). A value counts as pruned
-when its mask is 0 **or** the value itself is 0; a freshly built MANN therefore counts no biases
-(they start at zero).
+Plain numpy over a params tree (``ModelFunctions.of(model).params``) with an optional masks tree of
+the same structure (a missing or ``None`` mask leaf keeps all). A value counts as pruned when its
+mask is 0 **or** the value itself is 0, so a freshly built MANN counts no biases.
 
-Model size
-----------
-``size_mb`` = 32 bits x non-zero stored values / 1e6: float32, "Mb" = megabits, no index overhead --
-the study's unit (5,550,080 expert weights x 32 bit = 177.6 Mb, its "178"). A sparse matrix needs
-indices too; :func:`csr_size_mb` gives the honest second figure: every matrix (each expert's
-``(in, out)`` slice, each gating kernel, each bias as one row) in CSR with int32 column indices and
-int32 row pointers: ``32·nnz + 32·nnz + 32·(rows + 1)`` bits per matrix: about twice the primary
-figure, so CSR only breaks even with the dense 178 Mb at 50 % sparsity.
+* ``size_mb``: 32 bits x non-zero stored values / 1e6 (the study's unit, no index overhead);
+  :func:`csr_size_mb` adds CSR indices (int32 columns and row pointers), the honest second figure.
+* FLOPs per frame (batch 1, inference): one FLOP per multiply-accumulate, one per element-wise
+  operation; an operation reading a parameter tensor costs its dense count times the tensor's
+  density; a tensor computed per frame (the blended ``W``) is dense. ``"blend"`` is the original's
+  formulation (blend the experts' weights, then one matrix-vector product), ``"mix"`` mixes the
+  experts' outputs.
 
-FLOPs per frame (batch 1, inference; dropout is the identity)
--------------------------------------------------------------
-Convention (the one that reproduces the study's MFLOPs, see below):
-
-* a matrix product costs **one FLOP per multiply-accumulate** (the MAC convention of the common
-  profilers: thop, ptflops, fvcore); ``flops_per_mac=2`` counts multiply and add separately;
-* element-wise operations cost one FLOP per element and operation: each multiply, each add, each
-  ELU, each ``exp`` / division of the softmax (``3K - 1`` for ``K`` experts); gathers are free;
-* **sparsity**: an operation that reads a parameter tensor costs its dense count times that
-  tensor's density (non-zero fraction), the usual rule for unstructured sparsity (Zhu & Gupta 2017,
-  Evci et al. 2020); a tensor *computed* per frame (the blended matrix ``W``) is dense.
-
-Per frame, with ``P_l = in_l·out_l`` and ``d(t)`` the density of tensor ``t``:
-
-===================  ===========================================  ====================================
-term                 ``"blend"`` (the original: blend weights)    ``"mix"`` (mix expert outputs)
-===================  ===========================================  ====================================
-gating network       MACs·d(kernel) + bias adds·d(bias)           the same
-                     + ELU (hidden units) + softmax (3K − 1)
-expert weights       ``W = Σk ωk·αk``: K multiplies + K − 1 adds  ``x·αk`` for each k:
-                     per entry, ``(2K−1)·P_l·d(α_l)``             ``K·P_l·d(α_l)`` MACs = nnz(α_l)
-matrix-vector        ``x·W``: ``P_l`` MACs, dense (``W`` blends   (inside the row above)
-                     K differently pruned experts)
-expert biases        ``b = Σk ωk·βk`` and ``+ b``:                ``+ βk`` for each k: nnz(β_l)
-                     ``2K·out_l·d(β_l)`` = 2·nnz(β_l)
-output mixing        --                                           ``Σk ωk·yk``: ``(2K−1)·out_l``
-activations          ELU after the two hidden expert layers:      the same
-                     one FLOP per unit
-===================  ===========================================  ====================================
-
-``blended_matvec="support"`` counts ``x·W`` only over the entries of ``W`` non-zero in at least
-one expert (what a support-aware kernel could skip); at 90 % global sparsity that support is still
-52 % of ``W`` (100 % up to 30 %, 94 % at 70 %).
-
-Derivation: the study's Table 1
--------------------------------
-Default MANN (480-512-512-363, K = 8, gating 19-32-32-8): ``P = 480·512 + 512·512 + 512·363 =
-693,760`` entries per blended network, ``N = K·P = 5,550,080`` expert weights. At density ``d``
-(global pruning over the expert weights, exactly ``round(s·N)`` zeros) the blend formulation costs
-
-    (2K − 1)·P·d + P + 1,888 (gating MACs) + 64 + 23 (gating ELU, softmax) + 1,024 (expert ELU)
-    = 10.4064·d + 0.6968 MFLOPs          (+ 2 per non-zero bias, 0 at initialisation)
-
-11.103 at 0 % (study 11.10), falling by 1.0406 per 10 % step (study 1.04) to 1.737 at 90 % (study
-1.74): every row within 0.2 % (``python -m experiments.model_size``; the sizes, 32 bit per non-zero
-value, within 1.7 %, the study having rounded to whole megabits). The seed-23456 draw holds one
-expert weight that is exactly 0.0, so the dense model counts 5,550,079 non-zero expert weights
-(plus 1,888 gating weights; all biases are 0). The study's numbers are thus
-"blend cost scaled by density, blended matrix-vector product dense, one FLOP per MAC"; every
-other convention checked against the table (2 FLOPs per MAC, mixing, exact skipping, ...) misses
-it by 6-67 % (``docs/measurement_log.md``); the closest is offered as ``blended_matvec="support"``.
+This convention reproduces every row of the study's Table 1 within 0.2 % (``python -m
+experiments.model_size``); the per-term table, the derivation and the conventions that miss it are
+in ``docs/pruning.md``.
 """
 
 from __future__ import annotations

@@ -1,63 +1,29 @@
 """Structured pruning granularities for the MANN: whole hidden units, and n:m groups.
 
-**Neurons** (``granularity="neuron"``). A hidden unit ``j`` of hidden layer ``h`` (the output of
-``layer0`` for h = 0, of ``layer1`` for h = 1) is removed from EVERY expert at once: column ``j``
-of the producing layer's ``alpha`` (all experts), ``beta[:, j]`` of that layer, and row ``j`` of the
-next layer's ``alpha`` (all experts) are zero. The unit then outputs ``elu(0) = 0`` whatever the
-input and contributes nothing downstream, so :func:`shrink` can delete it physically: the smaller
-MANN computes exactly what the masked full-size one does (evaluation mode).
+**Neurons** (``granularity="neuron"``). A hidden unit ``j`` of hidden layer ``h`` is removed from
+EVERY expert at once: column ``j`` of the producing layer's ``alpha``, ``beta[:, j]``, and row ``j``
+of the next layer's ``alpha`` are zero. The unit then outputs ``elu(0) = 0`` whatever the input, so
+:func:`shrink` can delete it physically and the smaller MANN computes exactly what the masked one
+does. A unit's score sums the element scores of its incoming and outgoing weights over all experts
+(``"magnitude"``: their L1 norm); ``target_sparsity`` is the fraction of hidden UNITS removed.
+Pruned units are never revived (they score ``-inf``).
 
-A unit's score is the sum of the element scores of its incoming and outgoing weights over all
-experts: for ``"magnitude"`` the L1 norm ``sum |alpha_h[:, :, j]| + sum |alpha_{h+1}[:, j, :]|``
-(biases are not scored). ``target_sparsity`` is the fraction of hidden UNITS removed, not of
-weights. Pruned units are never revived (they score ``-inf``; the new unit mask is and-ed with the
-old one).
-
-* ``scope="local"`` ranks each layer on its own raw scores and prunes
-  ``min(round(s * H_h), H_h - 1)`` units of hidden layer ``h``.
-* ``scope="global"`` ranks both hidden layers together on **layer-normalised** scores: each unit's
-  score divided by the mean absolute score of the alive units of its layer (:func:`normalise_layer`).
-  Raw L1 scores are not comparable across layers: a unit's score sums ``K * (fan_in + fan_out)``
-  weights whose scale differs by layer (initialisation scales with ``1 / sqrt(fan_in)``, and
-  training moves layers differently). In the default MANN (480-512-512-363, seed 23456) at
-  initialisation every raw score of hidden layer 1 (17.7-18.4: 512 in, 363 out) lies below every
-  score of hidden layer 0 (18.9-19.7: 480 in, 512 out), so 75 % global pruning on raw scores
-  removed all 512 units of layer 1 (constant output); with the normalisation it keeps 122 and 134
-  units. Dividing by the layer's mean makes every layer's scores average 1, so the ranking
-  compares units *relative to their layer* and does not change when a layer's scores are all
-  multiplied by a constant. This is the layer-wise normalisation of Molchanov et al. 2017
-  ("Pruning Convolutional Neural Networks for Resource Efficient Inference", ICLR,
-  arXiv:1611.06440, "Normalization": criteria whose scale varies from layer to layer are rescaled
-  per layer before the global ranking); they divide by the layer's L2 norm, we by the mean (the
-  L1 norm over the unit count), so that a layer's width does not shift its scores (the L2 norm
-  of ``H`` equal scores grows like ``sqrt(H)``, which would favour pruning the wider layer).
-  Dividing by the number of weights of a unit instead was rejected: it corrects for fan-in but
-  not for the per-layer weight scale, which is exactly what differs here (at the initialisation
-  above it would rank every unit of layer 0 below every unit of layer 1 instead). A layer whose alive
-  units all score 0 is left unscaled.
-  On top of the ranking, the best unit of each layer (highest normalised score, the higher index on
-  ties, i.e. the unit the ranking would prune last) is protected, so **no layer is ever emptied**.
-  Count: exactly ``min(round(s * (H0 + H1)), H0 + H1 - 2)`` units pruned in total. The protection
-  changes the selection only when the unconstrained ranking would have emptied a layer; it then
-  prunes the next-ranked unit of the other layer instead (the count is unchanged unless
-  ``round(s * (H0 + H1)) > H0 + H1 - 2``).
-
-So the total count is ``round(s * H)`` as before, except that at most ``H - 1`` units of a layer
-(local) or ``H0 + H1 - 2`` units in all (global) are pruned: every hidden layer keeps at least one
-unit, so the network never collapses to a constant output and :func:`shrink` never yields an empty
-layer.
+* ``scope="local"``: each layer on its own, ``min(round(s * H_h), H_h - 1)`` units of layer ``h``.
+* ``scope="global"``: both layers ranked together on **layer-normalised** scores (a unit's score
+  over the mean absolute score of its layer's alive units, :func:`normalise_layer`), since raw
+  scores differ in scale by layer (Molchanov et al. 2017's normalisation, with the mean instead of
+  the L2 norm so a layer's width does not shift its scores; why, with the measurements:
+  ``docs/pruning.md``). The best unit of each layer is protected: exactly
+  ``min(round(s * (H0 + H1)), H0 + H1 - 2)`` units pruned, and no layer is ever emptied.
 
 The neuron masks live in the pruning state as full-shape bool masks of the five leaves a unit
-touches (``layer0/alpha``, ``layer0/beta``, ``layer1/alpha``, ``layer1/beta``, ``layer2/alpha``);
-:func:`units_from_masks` reads the unit vectors back (from the ``beta`` masks).
+touches; :func:`units_from_masks` reads the unit vectors back (from the ``beta`` masks).
 
 **n:m** (``granularity="n:m"``, e.g. 2:4). In every group of ``m`` consecutive weights along the
-INPUT dimension (axis -2: ``alpha[k, i:i+m, o]``) the ``n`` largest scores are kept, ties broken
-by position (the lower input index is pruned first). The sparsity is therefore fixed at
-``1 - n / m`` and cannot be ramped: the pattern is applied whole on the first mask-update step at
-which the scheduled sparsity is above 0 (with a ``"one_shot"`` schedule, at the window start), and
-later updates leave it unchanged (pruned weights score ``-inf``). ``target_sparsity`` must be 0
-(dense) or ``1 - n / m``; the input dimension must be a multiple of ``m``.
+INPUT dimension (``alpha[k, i:i+m, o]``) the ``n`` largest scores are kept (ties: the lower input
+index is pruned first). The sparsity is fixed at ``1 - n / m``, so the pattern is applied whole on
+the first mask update whose scheduled sparsity is above 0, and later updates leave it unchanged.
+``target_sparsity`` must be 0 or ``1 - n / m``; the input dimension must be a multiple of ``m``.
 """
 
 from __future__ import annotations
