@@ -20,6 +20,8 @@ Scales (the argument):
               ../shared/data/mann_pretrained) pruned while fine-tuning for 2 epochs (pruning in the
               first 80 %), 10 levels x 3 seeds; the same-size dense models trained from scratch for 20
               epochs. About 3 hours of a 2-core CPU in all; every sweep resumes where it stopped.
+              The trade-off also measures the authors' network untouched (the dense reference: a
+              table row and a line in each figure); re-running a finished trade-off measures only it.
 
 Every experiment writes into ``<workdir>/<experiment>/`` (results.json, figures as PNG + SVG,
 TensorBoard events); trained models live in ``<workdir>/models/<name>/`` (sweeps, resumable) and

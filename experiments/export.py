@@ -4,10 +4,17 @@
   python -m experiments.export --checkpoint runs/dog90 --format onnx --out out/dog90.onnx
   python -m experiments.export --checkpoint runs/dog --format ai4animation --out out/dog_weights/
 
+  python -m experiments.export --checkpoint ../shared/data/mann_pretrained --format compact --out out/authors.npz
+
 The workdir's ``config.json`` (written by ``experiments.train``) rebuilds the model; the latest
 checkpoint (or ``--step``) gives the weights — pruned weights are exactly zero there. The
 normalisation comes from the run's dataset (``config.data``, usually a cache hit), or from
 ``--normalisation``: an ``.npz`` with ``x_mean x_std y_mean y_std`` (the dataset cache file works).
+
+``--checkpoint`` also takes an AI4Animation weights folder (e.g. the authors' trained dog): its
+``.bin`` files give the network (sizes read from the files, the dog's gating indices) and its own
+``Xmean Xstd Ymean Ystd`` the normalisation, so ``--step`` and ``--normalisation`` do not apply
+there (an error). A file of the folder missing or of the wrong size is one ``error:`` line naming it.
 
 Formats:
 
@@ -45,8 +52,8 @@ from mann_jax.export.compact import ExportFormatError, compact_from_params, save
 
 FORMATS = ("compact", "onnx", "ai4animation")
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (holding config.json and checkpoints/).",
-                                  required=True)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (holding config.json and checkpoints/), "
+                                  "or an AI4Animation weights folder.", required=True)
 _FORMAT = flags.DEFINE_enum("format", "compact", list(FORMATS), "Export format.")
 _OUT = flags.DEFINE_string("out", None, "Output file (compact, onnx) or folder (ai4animation).", required=True)
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
@@ -94,32 +101,50 @@ def latest_step(workdir: Path) -> int | None:
 
 def export(checkpoint: str | Path, fmt: str, out: str | Path, *, step: int | None = None, formulation: str = "mix",
            storage: str = "auto", shrink: bool = True, normalisation: str | Path | None = None) -> dict[str, Any]:
-    """Exports the run in ``checkpoint`` as ``fmt`` to ``out``; returns a JSON-able summary.
+    """Exports the run (or AI4Animation weights folder) in ``checkpoint`` as ``fmt`` to ``out``; returns a
+    JSON-able summary.
 
     Raises:
-        CheckpointError: missing / corrupt workdir, config or checkpoint.
+        CheckpointError: missing / corrupt workdir, config or checkpoint; ``step`` or ``normalisation``
+            given with a weights folder.
+        WeightsFormatError: a file of a weights folder is missing or has the wrong size.
         ExportFormatError: an unreadable ``normalisation`` file.
         ValueError: an unknown format.
     """
     from flax import nnx
 
     from mann_jax.control.rollout import load_params
+    from mann_jax.export.ai4animation import is_weights_folder, model_from_ai4animation
     from mann_jax.train import ModelFunctions, build_model
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     workdir, out = Path(checkpoint), Path(out)
-    config = read_config(workdir)
-    model = build_model(config.model, seed=int(config.train.seed))
-    fns = ModelFunctions.of(model)
-    params = load_params(workdir, fns, step=step)
-    used_step = step if step is not None else latest_step(workdir)
-    if normalisation is not None:
-        norm = read_normalisation(Path(normalisation))
+    if is_weights_folder(workdir):
+        given = [f for f, v in (("--step", step), ("--normalisation", normalisation)) if v is not None]
+        if given:
+            raise CheckpointError(f"{workdir}: an AI4Animation weights folder holds one network and its own "
+                                  f"normalisation: {' and '.join(given)} do{'es' if len(given) == 1 else ''} "
+                                  "not apply")
+        model, norm = model_from_ai4animation(workdir)
+        fns = ModelFunctions.of(model)
+        params, used_step = fns.params, None
+        model_config: dict[str, Any] = {"source": "ai4animation", "input_size": model.input_size,
+                                        "output_size": model.output_size, "hidden_sizes": list(model.hidden_sizes),
+                                        "n_experts": model.n_experts, "gating_indices": list(model.gating_indices)}
     else:
-        from mann_jax.data.dataset import build_dataset
+        config = read_config(workdir)
+        model = build_model(config.model, seed=int(config.train.seed))
+        fns = ModelFunctions.of(model)
+        params = load_params(workdir, fns, step=step)
+        used_step = step if step is not None else latest_step(workdir)
+        model_config = config.model.to_dict()
+        if normalisation is not None:
+            norm = read_normalisation(Path(normalisation))
+        else:
+            from mann_jax.data.dataset import build_dataset
 
-        norm = build_dataset(config.data, progress=False).normalisation
+            norm = build_dataset(config.data, progress=False).normalisation
     summary: dict[str, Any] = {"checkpoint": str(workdir), "step": used_step, "format": fmt, "out": str(out)}
     if fmt == "ai4animation":
         from mann_jax.export.ai4animation import save_ai4animation
@@ -129,7 +154,7 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path, *, step: int | Non
         summary.update(files=len(written), bytes=sum(p.stat().st_size for p in written),
                        hidden_sizes=list(model.hidden_sizes))
         return summary
-    meta = {"checkpoint": str(workdir.absolute()), "step": used_step, "model_config": config.model.to_dict()}
+    meta = {"checkpoint": str(workdir.absolute()), "step": used_step, "model_config": model_config}
     compact = compact_from_params(jax_to_numpy(params), norm, gating_indices=model.gating_indices,
                                   shrink=shrink, storage=storage, metadata=meta)
     if fmt == "compact":
@@ -176,8 +201,8 @@ def main(argv: list[str]) -> None:
         summary = export(_CHECKPOINT.value, _FORMAT.value, _OUT.value, step=_STEP.value,
                          formulation=_FORMULATION.value, storage=_STORAGE.value, shrink=_SHRINK.value,
                          normalisation=_NORMALISATION.value)
-    print(f"wrote {summary['out']} ({summary['format']}, {summary['bytes']} bytes) from {summary['checkpoint']} "
-          f"step {summary['step']}")
+    step = "" if summary["step"] is None else f" step {summary['step']}"
+    print(f"wrote {summary['out']} ({summary['format']}, {summary['bytes']} bytes) from {summary['checkpoint']}{step}")
     print(json.dumps(summary))
 
 

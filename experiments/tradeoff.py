@@ -5,7 +5,9 @@
 
 Trains (or reuses) the sweeps in <workdir>/models/{unstructured,structured}, rolls every model out
 walking and turning, replays held-out clips, and writes <workdir>/tradeoff/: results.json,
-skating_vs_sparsity.{png,svg}, quality_vs_sparsity.{png,svg}, tensorboard/.
+{skating,contact,loss}_vs_sparsity.{png,svg}, tensorboard/. With train.init_from
+(configs/study.py:pretrained) the starting network, untouched, is measured too as the dense reference;
+measurements already in results.json for the same models and settings are reused, not recomputed.
 """
 
 from mann_jax.study.command import run_experiment

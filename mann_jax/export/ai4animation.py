@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -144,9 +145,24 @@ def load_ai4animation_weights(folder: str | os.PathLike) -> dict[str, np.ndarray
     return out
 
 
+#: File names of the format (a training workdir never holds one).
+_FILE_NAME = re.compile(r"(Xmean|Xstd|Ymean|Ystd|wc\d+_[wb]|cp\d+_[ab]\d+)\.bin")
+
+
 def is_weights_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` looks like an AI4Animation weights folder (it holds the gating layer's file)."""
-    return (Path(path) / "wc0_w.bin").is_file()
+    """Whether ``path`` is meant as an AI4Animation weights folder: a folder holding any file of the format.
+
+    A folder with only some of the files counts, so that loading it names the missing one (a training
+    workdir holds none of them).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return False
+    if (folder / "wc0_w.bin").is_file():
+        return True
+    with contextlib.suppress(OSError):
+        return any(_FILE_NAME.fullmatch(p.name) for p in folder.iterdir())
+    return False
 
 
 def normalisation_from_weights(weights: dict[str, np.ndarray]) -> Normalisation:

@@ -6,11 +6,17 @@ same data order); later calls resume the same sweep from its checkpoints, which 
 when it is finished. The sweep's config is the study config without its ``study`` section (which
 holds evaluation settings only), with the experiment's overrides; a changed training setting in
 an existing folder is refused by the sweep's checkpoint check (use another ``--workdir``).
+
+When the study starts from a trained network (``train.init_from``, the authors' AI4Animation
+folder in ``configs/study.py:pretrained``), :func:`reference_models` gives that network untouched
+as a one-model :class:`TrainedModels`, so that it is measured exactly like the sweeps' models
+(the study's dense reference); nothing is trained for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +28,7 @@ import numpy as np
 from mann_jax import sweep
 from mann_jax.config_errors import ConfigError
 from mann_jax.pruning import find_pruning_state
-from mann_jax.train import ModelFunctions, build_model
+from mann_jax.train import ModelFunctions, build_model, initial_model, make_eval_loss
 
 
 def sweep_config(config: Any, *, levels: Sequence[float], overrides: Mapping[str, Any] | None = None
@@ -109,3 +115,43 @@ TRADEOFF = "unstructured"
 def tradeoff_models(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> TrainedModels:
     """The trade-off sweep's models (trained on first use; shared by tradeoff, ablation and activations)."""
     return trained_models(config, workdir, TRADEOFF, levels=config.study.levels, dataset=dataset, progress=progress)
+
+
+#: Name and label of the study's dense reference: the network ``train.init_from`` names, as trained by its authors.
+REFERENCE = "authors"
+REFERENCE_LABEL = "authors' network (not fine-tuned)"
+
+
+def weights_digest(folder: str | Path) -> str:
+    """SHA-256 over the names and bytes of a weights folder's ``.bin`` files (which network was measured)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.bin")):
+        h.update(path.name.encode() + b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def reference_models(config: Any, like: TrainedModels, *, dataset: Any, eval_chunk: int = 4096
+                     ) -> TrainedModels | None:
+    """The network of ``config.train.init_from`` untouched, as one dense model shaped like ``like``'s.
+
+    Its table row (:data:`mann_jax.sweep.TABLE_COLUMNS`) holds the counts of the dense network, its
+    validation loss on ``dataset`` (in the dataset's normalisation, as the sweeps measure theirs) and
+    no training loss (NaN: it was not trained here). None when the study does not start from a network.
+
+    Raises:
+      ConfigError: the folder's network does not have the sizes of ``like``'s config.
+      WeightsFormatError: a file of the folder is missing or has the wrong size.
+    """
+    folder = config.train.get("init_from", "")
+    if not folder:
+        return None
+    fns = initial_model(like.config, seed=int(like.seeds[0]))  # checks the sizes against the sweep's model
+    params = jax.tree.map(np.asarray, fns.params)
+    masks = jax.tree.map(lambda m: np.ones_like(np.asarray(m)[0]), like.masks)  # nothing pruned
+    x_val, y_val = dataset.arrays("val")
+    val_loss = make_eval_loss(like.fns, chunk=eval_chunk)(params, x_val, y_val) if len(x_val) else float("nan")
+    row = sweep.table_row(REFERENCE, 0.0, 0, params, masks, float("nan"), val_loss)
+    return TrainedModels(name=REFERENCE, config=like.config, fns=like.fns,
+                         params=jax.tree.map(lambda a: a[None], params), levels=(0.0,), seeds=(0,),
+                         names=(REFERENCE,), rows=(row,), masks=jax.tree.map(lambda m: m[None], masks))

@@ -177,7 +177,7 @@ def _check_results(results: Any) -> dict[str, Any]:
     """``results`` when it has the shape of a results.json; ``ValueError`` naming the problem otherwise."""
     if not isinstance(results, dict):
         raise ValueError(f"expected a JSON object, got {type(results).__name__}")
-    for key, kind in (("tables", list), ("figures", list), ("findings", list)):
+    for key, kind in (("tables", list), ("figures", list), ("findings", list), ("notes", list)):
         if not isinstance(results.get(key, []), kind):
             raise ValueError(f"{key!r} is not a list")
     if results.get("scale") is not None and not isinstance(results["scale"], dict):
@@ -479,6 +479,8 @@ def _experiment(run: Run, relative_to: Path) -> list[str]:
     lines += [f"- {label.capitalize()}: {_inline(text)}" for label, text in _scale_items(res.get("scale"))]
     lines += [f"- Wall time: {_duration(res.get('seconds'))}",
               f"- Every number: [results.json]({_link(run.folder / RESULTS_FILE, relative_to)})", ""]
+    for note in res.get("notes", []):
+        lines += [f"**Note.** {_inline(note)}", ""]
     for t in res["tables"]:
         if t.get("title"):
             lines += [f"**{_inline(t['title'])}**", ""]

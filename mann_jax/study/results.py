@@ -8,6 +8,7 @@ PNG + SVG, and TensorBoard events; :func:`read_results` reads it back for the re
      "figures": ["skating_vs_sparsity.png", ...],      # each also as .svg beside it
      "findings": [{"conclusion": "sparsity_costs_quality", "claim": "...",
                    "verdict": "supported" | "contradicted" | "inconclusive", "evidence": "..."}],
+     "notes": ["..."],                                   # optional: what a reader must know (the report shows them)
      "data": {...}}                                      # every number behind the tables and figures
 """
 
@@ -80,9 +81,11 @@ def _jsonable(value: Any) -> Any:
 def write_results(out_dir: str | os.PathLike, *, experiment: str, title: str, scale: Mapping[str, Any],
                   tables: Sequence[dict[str, Any]], figures: Sequence[str], findings: Sequence[Finding],
                   data: Mapping[str, Any], seconds: float,
-                  scalars: Mapping[int, Mapping[str, float]] | None = None) -> dict[str, Any]:
+                  scalars: Mapping[int, Mapping[str, float]] | None = None,
+                  notes: Sequence[str] = ()) -> dict[str, Any]:
     """Write ``results.json`` (atomically: a crash never leaves half a file) and the TensorBoard run
-    ``<out_dir>/tensorboard`` (``scalars`` by step, every figure as an image); return what was written."""
+    ``<out_dir>/tensorboard`` (``scalars`` by step, every figure as an image); return what was written.
+    ``notes``: sentences the report prints under the experiment's heading (written only when given)."""
     import matplotlib.image
 
     out_dir = Path(out_dir)
@@ -97,6 +100,8 @@ def write_results(out_dir: str | os.PathLike, *, experiment: str, title: str, sc
                "seconds": round(float(seconds), 1),
                "tables": list(tables), "figures": list(figures), "findings": [f.as_dict() for f in findings],
                "data": dict(data)}
+    if notes:
+        payload["notes"] = [str(n) for n in notes]
     path = out_dir / RESULTS_FILE
     tmp = path.with_suffix(".json.tmp")
     payload = _jsonable(payload)

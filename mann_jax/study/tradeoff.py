@@ -18,10 +18,28 @@ Measured per model (mean ± std over seeds per level):
 * validation and held-out test loss (MSE on normalised outputs), and the posture error of
   held-out clips replayed window by window (:mod:`mann_jax.evaluate.controller`);
 * for the real dog data, the skating of the real flat-floor clips (measured both ways) as reference lines.
+
+When the study starts from a trained network (``train.init_from``: the authors' AI4Animation
+folder in ``configs/study.py:pretrained``), that network untouched is the study's dense reference
+(:func:`mann_jax.study.models.reference_models`, labelled :data:`~mann_jax.study.models.REFERENCE_LABEL`):
+measured exactly like every level (same scenarios, losses in the dataset's normalisation, held-out
+replay windows), a row of the unstructured table, a line in every figure, ``data.reference`` in
+results.json. The report says that it was trained on every clip, so the held-out clips are held
+out from fine-tuning only.
+
+Resuming: a model's measurements in an earlier results.json are reused, not recomputed, when the
+model is the same (name, level, seed, non-zeros, validation loss) and so are the evaluation
+settings (``data.evaluation_settings``: the ``study`` section, the data and its normalisation;
+a results.json written before they were recorded is matched on its scale, split, scenarios,
+metrics and replay windows). So adding the reference to a finished trade-off measures only the
+reference (matched by the SHA-256 of the folder's files).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,9 +50,17 @@ import numpy as np
 from mann_jax.data.dataset import build_dataset
 from mann_jax.evaluate import ground_truth_skating
 from mann_jax.study import stats
-from mann_jax.study.evaluation import METRICS, SCENARIOS, evaluate_models, replay_window_set
-from mann_jax.study.models import TrainedModels, tradeoff_models, trained_models
-from mann_jax.study.results import save_figure, scale_of, table, write_results
+from mann_jax.study.evaluation import EVAL_CHUNK, METRICS, SCENARIOS, evaluate_models, replay_window_set
+from mann_jax.study.models import (
+    REFERENCE,
+    REFERENCE_LABEL,
+    TrainedModels,
+    reference_models,
+    tradeoff_models,
+    trained_models,
+    weights_digest,
+)
+from mann_jax.study.results import read_results, save_figure, scale_of, table, write_results
 
 STRUCTURED = "structured"
 
@@ -50,6 +76,102 @@ def model_rows(models: TrainedModels, dataset: Any, windows: Any, config: Any) -
                     "train_loss": float(row["train_loss"]),
                     **{k: float(v[i]) for k, v in ev.values.items()}})
     return out
+
+
+def _json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples as lists, numpy scalars as numbers)."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def evaluation_settings(config: Any, dataset: Any) -> dict[str, Any]:
+    """What the measurements depend on besides the models: the ``study`` section, the data (its cache
+    key) and its normalisation, the scenarios and metrics (JSON)."""
+    h = hashlib.sha256()
+    for a in dataset.normalisation:
+        h.update(np.ascontiguousarray(a, np.float32).tobytes())
+    return _json({"study": config.study.to_dict(), "data": dataset.cache_key, "normalisation": h.hexdigest(),
+                  "scenarios": list(SCENARIOS), "metrics": sorted(METRICS)})
+
+
+def _windows_data(windows: Any, config: Any) -> dict[str, Any]:
+    return _json({"count": int(windows.num_windows), "seconds": config.study.replay_window_seconds,
+                  "clips": sorted({str(c) for c in windows.clips})})
+
+
+def previous_data(out_dir: Path, config: Any, dataset: Any, windows: Any) -> dict[str, Any] | None:
+    """The ``data`` of an earlier ``results.json`` in ``out_dir`` measured under the same evaluation
+    settings (None when there is none, it cannot be read, or the settings differ)."""
+    try:
+        res = read_results(out_dir)
+    except (OSError, ValueError):
+        return None
+    data = res.get("data") if isinstance(res, dict) else None
+    if not isinstance(data, dict):
+        return None
+    recorded = data.get("evaluation_settings")
+    if recorded is not None:
+        return data if recorded == evaluation_settings(config, dataset) else None
+    # Written before the settings were recorded: matched on what it did record.
+    same = (res.get("scale") == _json(scale_of(config)) and data.get("eval_split") == config.study.eval_split
+            and data.get("scenarios") == list(SCENARIOS) and data.get("metrics") == METRICS
+            and data.get("replay_windows") == _windows_data(windows, config))
+    return data if same else None
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    a = float("nan") if a is None else float(a)
+    b = float("nan") if b is None else float(b)
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+
+
+def reused_rows(previous: Mapping[str, Any] | None, key: str, models: TrainedModels) -> list[dict[str, Any]] | None:
+    """The rows of ``models`` in ``previous[key]`` (its last ``len(models.rows)`` rows) when each is the same
+    model (name, level, seed, non-zeros, the sweep's validation loss) with every metric measured; None
+    otherwise. (Not the training loss: a sweep resumed after it finished measures it anew, without dropout.)"""
+    old = previous.get(key) if previous else None
+    n = len(models.rows)
+    if not isinstance(old, list) or len(old) < n or n == 0:
+        return None
+    old = old[len(old) - n:]
+    for r, row, level, seed in zip(old, models.rows, models.levels, models.seeds):
+        if not (isinstance(r, dict) and r.get("name") == row["name"] and r.get("seed") == int(seed)
+                and _same_number(r.get("level"), level) and r.get("nonzero") == int(row["nonzero"])
+                and _same_number(r.get("val_loss"), row["val_loss"]) and all(k in r for k in METRICS)):
+            return None
+    return [{k: float("nan") if v is None else v for k, v in r.items()} for r in old]  # JSON null = NaN
+
+
+def reference_row(config: Any, like: TrainedModels, dataset: Any, windows: Any,
+                  previous: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The dense reference's row (the network of ``train.init_from`` untouched, measured like every
+    model), or None when the study does not start from a network; reused from ``previous`` when that
+    measured the same folder (SHA-256 of its files)."""
+    folder = config.train.get("init_from", "")
+    if not folder:
+        return None
+    digest = weights_digest(folder)
+    old = previous.get("reference") if previous else None
+    if isinstance(old, dict) and old.get("weights_sha256") == digest and all(k in old for k in METRICS):
+        return dict(old)
+    ref = reference_models(config, like, dataset=dataset, eval_chunk=EVAL_CHUNK)
+    assert ref is not None
+    row = model_rows(ref, dataset, windows, config)[0]
+    row.update(name=REFERENCE, label=REFERENCE_LABEL, seed=None, folder=str(folder), weights_sha256=digest)
+    return row
+
+
+def reference_note(row: Mapping[str, Any]) -> str:
+    """What the report says about the dense reference's held-out figures."""
+    return (f"Dense reference: the {REFERENCE_LABEL} (`{row.get('folder', '')}`), measured exactly like every level "
+            "(the same scenarios, losses in the same normalisation, the same held-out replay windows): a row of "
+            "the unstructured table and a dash-dotted line in each figure. The authors trained it on all the dog "
+            "clips, so the \"held-out\" clips are held out from fine-tuning only: for it, and for every "
+            "fine-tuned level (each starts from it), the held-out test loss and posture error are not measured "
+            "on motion the network has never seen.")
+
+
+def _cell(value: Any) -> str:
+    return "–" if value is None or not math.isfinite(float(value)) else f"{float(value):.4f}"
 
 
 def by_level(rows: list[dict[str, Any]], key: str) -> dict[float, dict[str, Any]]:
@@ -70,7 +192,8 @@ SHOWN = (("walk_skating_cm_per_frame", "skating walk (cm/frame)"),
 
 
 def _plot_curves(curves: dict[str, list[dict[str, Any]]], keys: list[tuple[str, str]], out_dir: Path, stem: str,
-                 title: str, reference: dict[str, float] | None = None) -> str:
+                 title: str, reference: dict[str, float] | None = None,
+                 dense_reference: Mapping[str, Any] | None = None) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,6 +210,9 @@ def _plot_curves(curves: dict[str, list[dict[str, Any]]], keys: list[tuple[str, 
         if reference is not None and "skating" in key:
             floor = "support" if "support" in key else "floor"
             ax.axhline(reference[floor], color="k", lw=1, ls=":", label=f"mocap (flat-floor clips, {floor})")
+        value = None if dense_reference is None else dense_reference.get(key)
+        if value is not None and math.isfinite(float(value)):
+            ax.axhline(float(value), color="C3", lw=1.2, ls="-.", label=REFERENCE_LABEL)
         ax.set_xlabel("sparsity (%)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -110,12 +236,16 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
         structured = trained_models(config, workdir, STRUCTURED, levels=study.structured_levels, overrides=neurons,
                                     dataset=dataset, progress=progress)
     windows = replay_window_set(config, dataset)
-    rows_u = model_rows(unstructured, dataset, windows, config)
+    previous = previous_data(out_dir, config, dataset, windows)  # measurements to reuse (same models, settings)
+    rows_u = reused_rows(previous, "models", unstructured) or model_rows(unstructured, dataset, windows, config)
     curves = {"unstructured (global, the study)": rows_u}
     rows_s: list[dict[str, Any]] = []
     if structured is not None:
-        rows_s = [r for r in rows_u if r["level"] == 0.0] + model_rows(structured, dataset, windows, config)
+        rows_s = [r for r in rows_u if r["level"] == 0.0] + (
+            reused_rows(previous, "structured_models", structured)
+            or model_rows(structured, dataset, windows, config))
         curves[f"structured (neurons, {study.structured_scope})"] = rows_s
+    dense_ref = reference_row(config, unstructured, dataset, windows, previous)
     reference = None
     if config.data.source == "bvh":  # the real clips measured the same two ways
         reference = {floor: ground_truth_skating(config.data.path, floor=floor).clip_mean_cm_per_frame
@@ -123,11 +253,13 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
 
     figures = [
         _plot_curves(curves, list(SHOWN[:3]), out_dir, "skating_vs_sparsity",
-                     "Foot skating against sparsity (mean ± std over seeds)", reference),
+                     "Foot skating against sparsity (mean ± std over seeds)", reference, dense_ref),
         _plot_curves(curves, list(SHOWN[3:6]), out_dir, "contact_vs_sparsity",
-                     "Skating above the own support, paw height and frozen turning against sparsity", reference),
+                     "Skating above the own support, paw height and frozen turning against sparsity", reference,
+                     dense_ref),
         _plot_curves(curves, list(SHOWN[6:]), out_dir, "loss_vs_sparsity",
-                     "Validation, held-out test loss and held-out posture error against sparsity"),
+                     "Validation, held-out test loss and held-out posture error against sparsity",
+                     dense_reference=dense_ref),
     ]
 
     levels = sorted({r["level"] for r in rows_u})
@@ -136,7 +268,12 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     first = {lv: next(r for r in rows_u if r["level"] == lv) for lv in levels}
     body = [[f"{lv:.0%}", first[lv]["nonzero"], round(first[lv]["size_mb"], 2), round(first[lv]["mflops"], 3)]
             + [stats.fmt(summaries[key][lv], ".4f") for key, _ in SHOWN] for lv in levels]
-    tables = [table("Unstructured (the study's setting): mean ± std over seeds", columns, body)]
+    if dense_ref is not None:
+        body.append([REFERENCE_LABEL, dense_ref["nonzero"], round(dense_ref["size_mb"], 2),
+                     round(dense_ref["mflops"], 3)] + [_cell(dense_ref.get(key)) for key, _ in SHOWN])
+    tables = [table("Unstructured (the study's setting): mean ± std over seeds"
+                    + ("; last row: the dense reference, one network" if dense_ref is not None else ""),
+                    columns, body)]
     if rows_s:
         s_levels = sorted({r["level"] for r in rows_s})
         s_sum = {key: by_level(rows_s, key) for key, _ in SHOWN}
@@ -183,20 +320,27 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     for key, _ in SHOWN:
         for lv, s in summaries[key].items():
             scalars.setdefault(int(round(lv * 100)), {})[f"unstructured/{key}"] = s["mean"]
+        if dense_ref is not None and dense_ref.get(key) is not None:
+            scalars.setdefault(0, {})[f"reference/{key}"] = float(dense_ref[key])
     data = {"levels": levels, "models": rows_u, "structured_models": rows_s,
             "summary": {key: {str(lv): s for lv, s in v.items()} for key, v in summaries.items()},
             "mocap_skating_cm_per_frame": reference, "scenarios": list(SCENARIOS),
             "metrics": METRICS, "eval_split": study.eval_split,
-            "replay_windows": {"count": windows.num_windows, "seconds": study.replay_window_seconds,
-                               "clips": sorted(set(windows.clips))}}
+            "replay_windows": _windows_data(windows, config),
+            "reference": dense_ref, "evaluation_settings": evaluation_settings(config, dataset)}
     seconds = time.perf_counter() - start
     return write_results(out_dir, experiment="tradeoff", title="Sparsity vs motion quality (study Fig. 1)",
                          scale=scale_of(config), tables=tables, figures=figures, findings=findings, data=data,
-                         seconds=seconds, scalars=scalars)
+                         seconds=seconds, scalars=scalars,
+                         notes=[reference_note(dense_ref)] if dense_ref is not None else [])
 
 
 def headline(res: Mapping[str, Any]) -> dict[str, Any]:
     """The figures the command prints as its last (JSON) line, from :func:`run`'s results."""
     summary = res["data"]["summary"]
-    return {"walk_skating": {k: v["mean"] for k, v in summary["walk_skating_cm_per_frame"].items()},
-            "val_loss": {k: v["mean"] for k, v in summary["val_loss"].items()}}
+    out = {"walk_skating": {k: v["mean"] for k, v in summary["walk_skating_cm_per_frame"].items()},
+           "val_loss": {k: v["mean"] for k, v in summary["val_loss"].items()}}
+    ref = res["data"].get("reference")
+    if ref:
+        out["reference"] = {k: ref.get(k) for k in ("walk_skating_cm_per_frame", "val_loss", "test_loss")}
+    return out
