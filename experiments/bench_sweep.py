@@ -70,7 +70,7 @@ def _config(levels: int, batch: int, hidden: int, update_every: int) -> Any:
 def main(argv: list[str]) -> None:
     del argv
     from mann_jax import sweep
-    from mann_jax.train import configure_cpu_backend
+    from mann_jax.backend import configure_cpu_backend
 
     k = _LEVELS.value
     split = _config(k, _BATCH.value, _HIDDEN.value, 1)

@@ -35,13 +35,12 @@ from absl import app, flags
 
 from configs import default
 from experiments.timing import timed_rounds
+from mann_jax.backend import configure_cpu_backend, jit_train_step
 from mann_jax.data import layout
 from mann_jax.train import (
     ModelFunctions,
     build_model,
-    configure_cpu_backend,
     init_state,
-    jit_train_step,
     make_optimizer,
     make_train_step,
 )

@@ -43,7 +43,7 @@ class Checkpoints:
 
     Args:
       directory: where the step folders live (created).
-      save_every: steps between periodic saves.
+      save_every: steps between periodic saves (the cadence :func:`mann_jax.loop.run_loop` saves at).
       keep: number of checkpoints kept.
       background: write the files in a background thread (default) or before :meth:`save` returns.
     """
@@ -69,9 +69,6 @@ class Checkpoints:
     def all_steps(self) -> list[int]:
         self.wait()
         return list(self._manager.all_steps())
-
-    def should_save(self, step: int) -> bool:
-        return step % self.save_every == 0
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
         """Save ``state`` and ``meta`` as ``step`` (replaces nothing already saved at that step).

@@ -18,8 +18,8 @@ import textwrap
 from collections.abc import Callable
 from types import TracebackType
 
+from mann_jax.backend import configure_cpu_backend
 from mann_jax.errors import UserError
-from mann_jax.train import configure_cpu_backend
 
 #: The errors a user can fix: the project's own error types all derive from ``UserError``.
 USER_ERRORS: tuple[type[Exception], ...] = (UserError,)
@@ -120,7 +120,7 @@ def run(main: Callable[[list[str]], None], *, also: tuple[type[Exception], ...] 
     and a ``--config.<key>=`` override that names no key of the config (a typo) or cannot be applied also
     end in one line and status 2 (ml_collections raises them while absl parses the flags, before ``main``
     starts). Adds the CPU compiler options every command trains with
-    (:func:`mann_jax.train.configure_cpu_backend`) before anything starts JAX."""
+    (:func:`mann_jax.backend.configure_cpu_backend`) before anything starts JAX."""
     from absl import app
 
     clear_errors(lambda _argv: configure_cpu_backend())(sys.argv)  # a bad opt-out value: one line, status 2

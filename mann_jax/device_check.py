@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mann_jax.train import json_safe
+from mann_jax.metric_writer import json_safe
 
 #: JAX on a GPU takes most of its memory when it starts; this process only names the device.
 _PREALLOCATE = "XLA_PYTHON_CLIENT_PREALLOCATE"

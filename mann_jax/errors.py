@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Bad input, settings or files: the message names what to fix (the file, line or config key)."""
+
+
+class TrainingError(UserError, RuntimeError):
+    """Training cannot go on (diverged, no data, a workdir it cannot use); earlier checkpoints are left untouched."""

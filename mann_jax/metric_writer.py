@@ -8,10 +8,14 @@ read the files back with TensorBoard's own ``EventAccumulator``.
 Every writer must be closed (``with MetricWriter(...)``, or ``close()`` on every path out): tensorboardX
 closes a forgotten one in an ``atexit`` hook that starts a thread, which Python >= 3.12 refuses during
 shutdown (a traceback at the end of the process). ``open_logdirs()`` lists the writers still open.
+
+Beside it, the two helpers a run's records share: :func:`flatten_config` (hparams, resume checks) and
+:func:`json_safe` (``summary.json``, ``results.json``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -79,3 +83,15 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
         else:
             flat[name] = value
     return flat
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN: a loss with nothing to
+    measure it on, a rate with no step run, is written as null)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+        return None
+    return value

@@ -9,8 +9,7 @@ Design
   so one compiled program serves every level. The models are stacked on a leading **model axis**
   (level-major: ``(level_0, seed_0), (level_0, seed_1), ..., (level_1, seed_0), ...``); several
   seeds per level are the second mapped axis, flattened into this one (both are embarrassingly
-  parallel, so one flat axis shards over any number of devices). There is no second implementation
-  of the step or of the loop: the loop is :func:`mann_jax.train.run_loop`. The step is compiled
+  parallel, so one flat axis shards over any number of devices). The step is compiled
   twice, with and without the pruning mask update (same optimizer state); the loop runs the
   second on every step not due for an update (cheaper on CPU: "Cost" in :mod:`mann_jax.pruning.masks`).
 * **Strategies** (``sweep.strategy``), all giving the same results (tested, to float rounding):
@@ -32,84 +31,16 @@ Design
   ``NamedSharding(mesh, P("models"))``; data are replicated. When the models do not divide the
   devices, the axis is padded with copies of the first models (``sweep.uneven="pad"``, their
   results dropped) or the sweep refuses (``"error"``).
-* **Why the CPU is special** (XLA:CPU, JAX 0.10.2, 2 cores; HLO dumps and micro-benchmarks):
-
-  - One single-model step already keeps both cores busy (CPU time / wall time 1.84-1.93): XLA
-    splits its large fusions and reductions, and YNNPACK runs its matmuls multi-threaded. At
-    batch 32 the step is bound by its nine batch-32 products and the optimizer's passes over
-    parameters, moments and masks (~180 MB per model and step) and, on a mask update, by the
-    exact global top-k (``lowest_k``: two 16-bit histogram passes over 5.5 M keys, ~58 of a ~70 ms
-    update step; 32 counting passes, ~70 of ~100 ms, before the fourth session of 2026-11-23).
-    None of that is shared between levels, so no layout can make K models cost much less than K
-    single steps on this machine.
-  - ``vmap`` is slower than separate steps: the batched weight-gradient products
-    ``(L, B, K·in)ᵀ × (L, B, out)`` stay plain dots (not YNNPACK fusions; ~4x slower than L
-    separate dots), a row-wise reduction over ``(L, N)`` keys runs ~2x slower than L 1-D
-    reductions (so the batched top-k search costs ~2x), and with the ``axis_name`` or-ed
-    predicates every level runs the top-k tie-break branch whenever one level needs it (level 0,
-    with ``k = 0``, does on every update step). ``lax.map`` and ``unroll`` build larger programs
-    that XLA:CPU runs 1.3-2.2x slower than separate calls (no large copies in the HLO). Part of
-    it: XLA:CPU allocates a program's temporaries on every run, and above glibc's 64 MB
-    per-thread heap that is a fresh ``mmap`` whose pages fault in again each step (10 models, 8 x
-    512, one device, steps without a mask update: ~95 k faults a step for ``unroll``, ~170 k for
-    ``map``, ~29 k for ``vmap``, ~4 k for ``loop``). With glibc told never to ``mmap``
-    (``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...``,
-    set before the process starts) the faults vanish, but in two runs only ``unroll`` got
-    measurably faster (376 -> 258-276 ms a step; ``vmap`` ~190-234, ``loop`` ~158-173 ms either
-    way), so nothing sets it.
-  - Splitting the host into one XLA device per core (``sweep.cpu_devices = 0``) runs devices
-    concurrently, but each step already uses both cores: measured from -5 % to +16 % against one
-    device, so the default is one device (``sweep.cpu_devices = 1``). More devices than cores
-    (e.g. one per level) oversubscribe: 1.4-1.6x slower.
-  - Nor do separate processes, one pinned to each core (the one way left to run two models at
-    once without them sharing cores): two such processes taking single-model steps side by side
-    took 0.85-1.25x (median 1.07) the time of one process on both cores taking the same steps
-    (six alternated runs of 300-600 steps, sixth session of 2026-11-23). So the 0.8 target is out
-    of reach on this 2-core machine.
-  - Hence on CPU ``"auto"`` = ``"loop"`` on one device: the same work as running the levels one
-    after another (ratio ~1.0 per step), without K process starts, data loads and compilations.
-  - **Model by model between events.** ``run_loop`` hands all the steps up to its next log line,
-    epoch end or checkpoint to one :meth:`Runner.steps` call, and ``"loop"`` runs them model by
-    model (:meth:`LoopRunner.steps`): a single run keeps its model's state (88 MB for 8 x 512 with
-    Adam and masks) in the 260 MB last-level cache from step to step, K models taking turns step
-    by step stream all K states from DRAM every step (ten 8 x 512 models: 142 ms per ten steps
-    against 106 ms for one model's ten steps). Same results (the models are independent); a
-    1-epoch 10 x 8 x 512 sweep took 73-79 s against 89-97 s step by step.
-
-  Measured (``python -m experiments.bench_sweep``; 8 experts x 512, batch 32, K = 10; time per
-  sweep step / (10 x one single-model step); min over interleaved rounds on a shared, noisy
-  machine). The table's baseline was K models taking one step each, which streams their states
-  from DRAM (see above): it flattered every ratio by ~25 %. With the baseline of one model taking
-  K steps in a row and the sweep timed over 10 steps per call (``bench_sweep`` since the fourth
-  session of 2026-11-23, two runs): outside the window ``loop`` 1.01-1.11 (2 CPU devices) and
-  1.06-1.10 (1 device, ``"auto"``), ``vmap`` 1.43-1.56; with a mask update on every step ``loop``
-  0.89 and 0.93 (one run); in the window of a default sweep 1.05.
-
-  ==========================  ========================  =====================
-  strategy                    mask update every step    outside the window
-  ==========================  ========================  =====================
-  vmap, 1 device              1.76-1.89                 0.94-1.09
-  vmap, 2 CPU devices         1.52-1.73                 0.90-1.07
-  map, 2 CPU devices          1.06-1.29                 1.84-2.15
-  unroll, 2 CPU devices       0.90-1.11                 1.57-1.81
-  loop, 2 CPU devices         0.94-1.16                 0.87-0.95
-  loop, 1 device ("auto")     1.05 (same work: noise)   0.95
-  ==========================  ========================  =====================
-
-  (The right column predates the step compiled without the mask update; it made the single and
-  the sweep steps outside updates cheaper alike: 16.3 -> 14.2 ms per model in ``bench_sweep``.)
-
-  On one NVIDIA H100 (same benchmark; the first call of each strategy aside): ``vmap`` 0.14-0.17
-  outside the window and 0.26-0.39 with a mask update on every step (the ten exact global
-  selections take 2.8 ms of its ~5 ms), ``map`` 0.42 / 0.78, ``unroll`` 0.29 / 0.66 (with a
-  25-30 s compilation), ``loop`` 0.93-1.18; ``"auto"`` = ``"vmap"`` there.
-
-  The 0.8 target is not met on this CPU, for the reasons above. End to end, ``make sweep`` (10
-  levels, 1224 steps each) took 94-109 s against 189 s for ten ``experiments.train`` runs of the
-  same levels one after another, with identical results: the sweep saves the per-run process
-  start, data load, compilation and bookkeeping, not step time (57-71 s since; 57 s with the
-  model-by-model loop).
-
+* **Why "loop" on CPU.** One single-model step already keeps both cores of the 2-core CPU busy,
+  and nothing of a step but the batch is shared between levels, so no layout makes K models cost
+  much less than K steps there: ``vmap``, ``map`` and ``unroll`` build programs XLA:CPU runs slower
+  than separate calls, and more CPU devices or separate processes gave nothing. ``"loop"`` on one
+  device does the work of running the levels one after another, without K process starts, data
+  loads and compilations. It runs the steps between two events of the loop (log line, epoch end,
+  checkpoint) model by model (:meth:`LoopRunner.steps`), so each model's state stays in cache.
+  Measurements and the alternatives tried: docs/benchmarks.md, docs/measurement_log.md.
+* **Setup and loop** are :func:`mann_jax.train.start_run` and :func:`mann_jax.loop.run_loop`, as
+  for one model: the sweep adds the plan, the runners, the memory check and the table.
 * **Memory.** :func:`estimate_memory` counts the stacked state per device (parameters, Adam
   moments, masks), the step's working memory and the replicated data; :func:`check_memory`
   refuses with a suggestion when it does not fit the device memory (on CPU: the available RAM,
@@ -158,35 +89,29 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from mann_jax import multihost, optim, pruning
-from mann_jax.checkpoint import Checkpoints
+from mann_jax import multihost, pruning
+from mann_jax.backend import jax_backend_started, jit_train_step
 from mann_jax.config_errors import ConfigError
 from mann_jax.data.dataset import Dataset
-from mann_jax.metric_writer import MetricWriter
+from mann_jax.errors import TrainingError
+from mann_jax.loop import Periodic, closing_outputs, steps_one_after_another
+from mann_jax.metric_writer import MetricWriter, json_safe
 from mann_jax.multihost import to_host
 from mann_jax.pruning import accounting
 from mann_jax.train import (
+    TRAIN_EVAL_ROWS,
     ModelFunctions,
-    TrainingError,
+    Run,
+    TrainingData,
     TrainState,
-    batch_order,
-    check_checkpoint_setup,
-    check_resume_step,
     gating_scalars,
     gating_summary,
     init_state,
     initial_model,
-    jax_backend_started,
-    jit_train_step,
-    json_safe,
-    make_eval_loss,
-    make_pruning_schedule,
     make_train_step,
     make_training_optimizer,
     mask_update_steps,
-    prepare_workdir,
-    run_loop,
-    steps_one_after_another,
+    start_run,
     training_data,
 )
 
@@ -198,7 +123,7 @@ CPU_AUTO_STRATEGY: str = "loop"
 LEVEL_AXIS: str = "level"
 #: The mesh axis the model axis is sharded over.
 MESH_AXIS: str = "models"
-#: Settings that may change between a sweep and its resumption (besides train.py's).
+#: Settings that may change between a sweep and its resumption (besides those of :mod:`mann_jax.resume`).
 RESUMABLE_SWEEP_CHANGES: frozenset[str] = frozenset({
     "sweep.strategy", "sweep.devices", "sweep.cpu_devices", "sweep.uneven", "sweep.max_memory_gb",
     "sweep.calibration_steps", "sweep.calibrate", "sweep.eval_every_epochs"})
@@ -516,9 +441,8 @@ class Runner:
         models live.
 
         ``fn`` maps ONE model's state (and arrays every model shares, e.g. data rows) to a small
-        pytree (a statistic), so only its result crosses to the host (counting thirty 8 x 512
-        models' masks on the host meant copying 167 MB of them there and ~0.1 s of counting per
-        log line). ``fn`` is jitted once per function object.
+        pytree (a statistic), so only its result crosses to the host, not every model's masks.
+        ``fn`` is jitted once per function object.
         """
         raise NotImplementedError
 
@@ -526,12 +450,12 @@ class Runner:
         """One step of every model: ``rows`` ``(B,)`` shared, or ``(M, B)`` one per model.
 
         ``update_masks=False`` runs the step compiled without the pruning mask update (when the
-        runner was given one; :func:`mann_jax.train.run_loop` says when).
+        runner was given one; :func:`mann_jax.loop.run_loop` says when).
         """
         raise NotImplementedError
 
     def steps(self, held: Any, rows_seq: Sequence[np.ndarray], update_masks: Sequence[bool]) -> tuple[Any, jax.Array]:
-        """Several steps of every model (the call :func:`mann_jax.train.run_loop` makes): the new
+        """Several steps of every model (the call :func:`mann_jax.loop.run_loop` makes): the new
         state and each model's summed loss. Here one :meth:`step` of all models after another."""
         return steps_one_after_another(self.step)(held, rows_seq, update_masks)
 
@@ -698,8 +622,7 @@ class LoopRunner(Runner):
         """Model by model: all the steps of model 0, then of model 1, ... (dispatched asynchronously,
         so the devices still run concurrently). The models are independent, so this gives what
         step after step gives, but each model's state (88 MB for 8 x 512 with Adam and masks) stays in
-        cache through its steps: on the 2-core CPU ten models x ten steps took 106 ms per ten steps
-        this way against 142 ms step after step (whose ten states stream from DRAM every step)."""
+        cache through its steps instead of all states streaming from DRAM every step."""
         rows_seq = [np.asarray(rows) for rows in rows_seq]
         new, losses = [], []
         for i, state in enumerate(held):
@@ -928,209 +851,220 @@ def run_sweep(
         SweepMemoryError: the models do not fit.
         CheckpointError: ``workdir`` holds a different setup.
     """
-    workdir = Path(workdir)
     plan = make_plan(config)
-    sc, tc = config.sweep, config.train
     data = training_data(config, dataset, progress=progress)
-    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
-    n_batches, total_steps, batch_size = data.n_batches, data.total_steps, data.batch_size
-    tx, tx_vmap = sweep_optimizers(config, n_batches=n_batches, total_steps=total_steps)
+    tx, tx_vmap = sweep_optimizers(config, n_batches=data.n_batches, total_steps=data.total_steps)
     fns, stacked = initial_state(config, plan, tx)
-    step_plain, step_vmap = make_train_step(fns, tx), make_train_step(fns, tx_vmap)
-    # The same steps without the mask update, for every step that needs none (see run_loop).
-    apply_plain, apply_vmap = (make_train_step(fns, t) for t in sweep_optimizers(
-        config, n_batches=n_batches, total_steps=total_steps, mask_updates=False))
-    if wrap_step is not None:
-        step_plain, step_vmap = wrap_step(step_plain), wrap_step(step_vmap)
-        apply_plain, apply_vmap = wrap_step(apply_plain), wrap_step(apply_vmap)
     devices = sweep_devices(config)
-    platform = devices[0].platform
-
     writer_main = jax.process_index() == 0
-    calibrating = sc.strategy == "auto" and int(sc.calibration_steps) > 0
-    memory = estimate_memory(unstack(stacked, 0), data_bytes=x_train.nbytes + y_train.nbytes,
-                             n_models=plan.n_models * (2 if calibrating else 1),
-                             models_per_device=-(-plan.n_models // len(devices)), devices=devices,
-                             max_memory_gb=float(sc.max_memory_gb))
-    if progress and writer_main:
-        tqdm.write(memory.describe())
-    check_memory(memory)
-
-    prepare_workdir(workdir)
-    config_dict = config.to_dict()
-    # Several processes: the same config (the data cache may sit elsewhere on each host), data and workdir.
-    multihost.check_same_run({"config": {**config_dict, "data": {**config_dict["data"], "cache_dir": None}},
-                              "data_key": data.data_key}, workdir)
-    checkpoints = Checkpoints(workdir / "checkpoints", save_every=int(tc.checkpoint_every_steps),
-                              keep=int(tc.keep_checkpoints))
-    saved_strategy = None
-    # Training wall time of the calls this one resumes from (as of their last checkpoint); None when
-    # they ran before it was recorded (then it stays unknown rather than undercounted).
-    earlier_train_seconds: float | None = 0.0
-    if checkpoints.latest_step() is not None:
-        meta = check_checkpoint_setup(checkpoints, config_dict, data.data_key, workdir,
-                                      allowed=RESUMABLE_SWEEP_CHANGES)
-        saved_strategy = meta.get("strategy")
-        earlier = meta.get("train_seconds")
-        earlier_train_seconds = float(earlier) if isinstance(earlier, (int, float)) else None
-        stacked, _ = checkpoints.restore(stacked)
-        stacked = jax.tree.map(np.asarray, stacked)
-    steps_done = np.asarray(stacked.step)
-    if not np.all(steps_done == steps_done[0]):
-        raise TrainingError(f"{workdir}: the checkpoint's models are at different steps {steps_done.tolist()}")
-    start_step = int(steps_done[0])
-    check_resume_step(start_step, total_steps, n_batches, workdir)
-    strategy = sc.strategy
-    if strategy == "auto" and saved_strategy in STRATEGIES[1:] and not (
-            saved_strategy == "loop" and jax.process_count() > 1):  # "loop" runs in one process only
-        strategy = saved_strategy  # resume as it ran
-    calibration = None
-    per_model_rows = not plan.shared_data_order
+    memory = _memory_that_fits(config, plan, stacked, data, devices, describe=progress and writer_main)
+    run = start_run(config, workdir, data, fns, stacked, allowed=RESUMABLE_SWEEP_CHANGES,
+                    step_of=lambda state: _common_step(state, Path(workdir)))
+    stacked = jax.tree.map(np.asarray, run.state)
 
     def rows_for_epoch(epoch: int) -> np.ndarray:
         if plan.shared_data_order:
-            return batch_order(len(x_train), batch_size, epoch=epoch, seed=plan.data_seed, shuffle=tc.shuffle)
-        orders = [batch_order(len(x_train), batch_size, epoch=epoch, seed=s, shuffle=tc.shuffle)
-                  for s in plan.model_seeds]
-        return np.stack(orders, axis=1)  # (n_batches, M, B)
+            return run.batch_order(epoch, seed=plan.data_seed)
+        return np.stack([run.batch_order(epoch, seed=s) for s in plan.model_seeds], axis=1)  # (n_batches, M, B)
 
-    def make(name: str) -> Runner:
-        return make_runner(name, step=step_plain, vmap_step=step_vmap, n_models=plan.n_models, devices=devices,
-                           x=x_train, y=y_train, per_model_rows=per_model_rows, uneven=sc.uneven,
-                           apply_step=apply_plain, vmap_apply_step=apply_vmap)
-
-    if strategy == "auto":
-        if calibrating and start_step < total_steps:
-            candidates = [s for s in sc.calibrate] or ["vmap", "loop"]
-            if jax.process_count() > 1:
-                candidates = [c for c in candidates if c != "loop"] or ["vmap"]
-            calibration = calibrate(make, stacked, rows_for_epoch(start_step // n_batches)[start_step % n_batches],
-                                    candidates, steps=int(sc.calibration_steps))
-            # Every process must pick the same strategy: the slowest process's time of each decides.
-            worst = multihost.gather_rows(np.array([calibration[c] for c in candidates])).max(axis=0)
-            calibration = dict(zip(candidates, worst.tolist()))
-            strategy = min(calibration, key=calibration.get)
-            if progress and writer_main:
-                tqdm.write("calibration (s/step): " + ", ".join(f"{k} {v:.4f}" for k, v in calibration.items())
-                           + f" -> {strategy}")
-        else:
-            strategy = default_strategy(platform)
+    make = _runner_factory(config, plan, fns, (tx, tx_vmap), data, devices, wrap_step)
+    strategy, calibration = choose_strategy(config, run, make, stacked, rows_for_epoch, devices[0].platform,
+                                            report=progress and writer_main)
     runner = make(strategy)
     held = runner.put(stacked)
     del stacked
-
-    # Logging.
-    if writer_main:
-        (workdir / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
-    schedule = make_pruning_schedule(config.pruning, total_steps=total_steps)
-    hyper = dict(learning_rate=float(tc.learning_rate), weight_decay=float(tc.weight_decay), n_batches=n_batches,
-                 te=int(tc.te), tmult=int(tc.tmult), decay_mode=tc.decay_mode)
-    eval_loss = make_eval_loss(fns, chunk=int(tc.eval_batch_size))
-    gating_rows = x_val[:: max(1, len(x_val) // 2048)] if len(x_val) else x_train[:2048]
-    writers = ({name: MetricWriter(workdir / "tensorboard" / name) for name in plan.names} if writer_main else {})
-    val_losses = np.full(plan.n_models, np.nan)
-    val_step = -1
-
-    def select_masks(state: Any) -> Any:
-        return pruning.find_pruning_state(state.opt_state).masks
-
-    def pruned_entries_of_state(state: Any) -> tuple[jax.Array, jax.Array]:
-        return pruning.pruned_entries(select_masks(state))
-
-    def gating_summary_of_state(state: Any, rows: jax.Array) -> dict[str, jax.Array]:
-        return gating_summary(fns, state.params, rows)
+    writers = {name: MetricWriter(run.workdir / "tensorboard" / name) for name in plan.names} if writer_main else {}
+    log = _SweepLog(run, plan, runner, fns, writers)
+    earlier = run.saved_meta.get("train_seconds") if run.saved_meta else 0.0
+    # Training wall time of the calls this one resumes from (as of their last checkpoint); None when
+    # they ran before it was recorded (then it stays unknown rather than undercounted).
+    earlier_train_seconds = float(earlier) if isinstance(earlier, (int, float)) else None
 
     def meta_at(step: int) -> dict[str, Any]:
-        return {"epoch": step // n_batches, "batch_in_epoch": step % n_batches, "n_batches": n_batches,
-                "config": config_dict, "data_key": data.data_key, "strategy": strategy,
+        return {**run.meta_at(step), "strategy": strategy,
                 "train_seconds": None if earlier_train_seconds is None
                 else earlier_train_seconds + time.perf_counter() - run_start,
                 "models": [{"name": n, "level": lv, "seed": s}
                            for n, lv, s in zip(plan.names, plan.model_levels, plan.model_seeds)]}
 
-    def on_log(done: int, step: int, loss: np.ndarray, rate: float, state: Any) -> dict[str, str]:
-        hp = optim.hyperparams_at(step, **hyper)
-        pruned, entries = runner.per_model(state, pruned_entries_of_state)
+    bar = run.progress_bar(f"sweep x{plan.n_models} ({strategy})", enabled=progress and writer_main)
+    run_start = time.perf_counter()
+    with closing_outputs(bar, writers.values()):
+        held, last_loss = run.loop(
+            held, runner.steps, samples_per_step=data.batch_size * plan.n_models, rows_for_epoch=rows_for_epoch,
+            meta_at=meta_at, on_log=log.on_log, on_epoch_end=log.on_epoch_end, bar=bar,
+            checkpoint_state=runner.get, stop_after=stop_after, model_names=plan.names,
+            update_masks_at=mask_update_steps(config, total_steps=data.total_steps))
+    seconds = time.perf_counter() - run_start
+    return _finish_sweep(run, plan, runner, log, runner.get(held), last_loss, strategy=strategy, seconds=seconds,
+                         earlier_train_seconds=earlier_train_seconds, memory=memory, calibration=calibration)
+
+
+def _memory_that_fits(config: Any, plan: SweepPlan, stacked: Any, data: TrainingData, devices: list[jax.Device], *,
+                      describe: bool) -> MemoryEstimate:
+    """The sweep's memory estimate (printed when ``describe``), after :func:`check_memory` let it through."""
+    sc = config.sweep
+    calibrating = sc.strategy == "auto" and int(sc.calibration_steps) > 0
+    memory = estimate_memory(unstack(stacked, 0), data_bytes=data.x_train.nbytes + data.y_train.nbytes,
+                             n_models=plan.n_models * (2 if calibrating else 1),
+                             models_per_device=-(-plan.n_models // len(devices)), devices=devices,
+                             max_memory_gb=float(sc.max_memory_gb))
+    if describe:
+        tqdm.write(memory.describe())
+    check_memory(memory)
+    return memory
+
+
+def _common_step(stacked: Any, workdir: Path) -> int:
+    """The step every model of a (restored) stacked state is at."""
+    steps_done = np.asarray(stacked.step)
+    if not np.all(steps_done == steps_done[0]):
+        raise TrainingError(f"{workdir}: the checkpoint's models are at different steps {steps_done.tolist()}")
+    return int(steps_done[0])
+
+
+def _runner_factory(config: Any, plan: SweepPlan, fns: ModelFunctions, optimizers: tuple[Any, Any],
+                    data: TrainingData, devices: list[jax.Device],
+                    wrap_step: Callable[[Step], Step] | None) -> Callable[[str], Runner]:
+    """``make(strategy) -> Runner`` over the sweep's steps: with and without the vmap axis, and each also
+    compiled without the pruning mask update, for every step that needs none (see :func:`mann_jax.loop.run_loop`)."""
+    step_plain, step_vmap = (make_train_step(fns, t) for t in optimizers)
+    apply_plain, apply_vmap = (make_train_step(fns, t) for t in sweep_optimizers(
+        config, n_batches=data.n_batches, total_steps=data.total_steps, mask_updates=False))
+    if wrap_step is not None:
+        step_plain, step_vmap = wrap_step(step_plain), wrap_step(step_vmap)
+        apply_plain, apply_vmap = wrap_step(apply_plain), wrap_step(apply_vmap)
+
+    def make(name: str) -> Runner:
+        return make_runner(name, step=step_plain, vmap_step=step_vmap, n_models=plan.n_models, devices=devices,
+                           x=data.x_train, y=data.y_train, per_model_rows=not plan.shared_data_order,
+                           uneven=config.sweep.uneven, apply_step=apply_plain, vmap_apply_step=apply_vmap)
+
+    return make
+
+
+def choose_strategy(config: Any, run: Run, make: Callable[[str], Runner], stacked: Any,
+                    rows_for_epoch: Callable[[int], np.ndarray], platform: str, *,
+                    report: bool) -> tuple[str, dict[str, float] | None]:
+    """The strategy to run and, when ``"auto"`` calibrated, the seconds per step of each candidate.
+
+    ``"auto"`` resumes with the strategy the checkpoint ran ("loop" only in one process), else
+    calibrates on copies of ``stacked`` when ``sweep.calibration_steps > 0``, else takes
+    :func:`default_strategy`. Every process picks the same: the slowest process's time of each decides.
+    """
+    sc = config.sweep
+    saved = run.saved_meta.get("strategy")
+    if sc.strategy != "auto":
+        return sc.strategy, None
+    if saved in STRATEGIES[1:] and not (saved == "loop" and jax.process_count() > 1):
+        return saved, None  # resume as it ran
+    start, n_batches = run.start_step, run.data.n_batches
+    if int(sc.calibration_steps) <= 0 or start >= run.data.total_steps:
+        return default_strategy(platform), None
+    candidates = [s for s in sc.calibrate] or ["vmap", "loop"]
+    if jax.process_count() > 1:
+        candidates = [c for c in candidates if c != "loop"] or ["vmap"]
+    times = calibrate(make, stacked, rows_for_epoch(start // n_batches)[start % n_batches], candidates,
+                      steps=int(sc.calibration_steps))
+    worst = multihost.gather_rows(np.array([times[c] for c in candidates])).max(axis=0)
+    calibration = dict(zip(candidates, worst.tolist()))
+    strategy = min(calibration, key=calibration.get)
+    if report:
+        tqdm.write("calibration (s/step): " + ", ".join(f"{k} {v:.4f}" for k, v in calibration.items())
+                   + f" -> {strategy}")
+    return strategy, calibration
+
+
+class _SweepLog:
+    """What a sweep writes at a log line and an epoch end: one TensorBoard run per model (process 0 only;
+    every process takes part in the per-model statistics, which are collectives)."""
+
+    def __init__(self, run: Run, plan: SweepPlan, runner: Runner, fns: ModelFunctions,
+                 writers: dict[str, MetricWriter]) -> None:
+        self.run, self.plan, self.runner, self.writers = run, plan, runner, writers
+        data = run.data
+        self.eval_due = Periodic.every_epochs(int(run.config.sweep.eval_every_epochs), n_batches=data.n_batches,
+                                              last_step=data.total_steps)
+        self.val_losses = np.full(plan.n_models, np.nan)
+        self.val_step = -1  # the step val_losses are of
+        self._gating_rows = data.gating_rows()
+        # Jitted once each by the runner (keyed by the function object).
+        self._pruned_entries = lambda state: pruning.pruned_entries(select_masks(state))
+        self._gating = lambda state, rows: gating_summary(fns, state.params, rows)
+
+    def _names(self) -> Sequence[str]:
+        return self.plan.names if self.writers else ()
+
+    def on_log(self, done: int, step: int, loss: np.ndarray, rate: float, state: Any) -> dict[str, str]:
+        pruned, entries = self.runner.per_model(state, self._pruned_entries)
         actual = pruned / np.maximum(entries, 1).astype(np.float64)
-        scheduled = float(schedule(step))
-        for i, name in enumerate(plan.names if writer_main else ()):
-            writers[name].write_scalars(done, {
-                "train/loss": loss[i], "train/learning_rate": hp["learning_rate"],
-                "train/weight_decay": hp["weight_decay"], "train/samples_per_second": rate,
-                "sparsity/overall": actual[i], "sparsity/target": plan.model_levels[i],
-                "sparsity/scheduled": scheduled * plan.model_levels[i]})
+        scheduled = float(self.run.schedule(step))
+        shared = self.run.train_scalars(step, None, rate)  # the loss filled in per model
+        for i, name in enumerate(self._names()):
+            level = self.plan.model_levels[i]
+            self.writers[name].write_scalars(done, {
+                **shared, "train/loss": loss[i], "sparsity/overall": actual[i], "sparsity/target": level,
+                "sparsity/scheduled": scheduled * level})
         return {"loss": f"{loss.min():.4f}..{loss.max():.4f}", "samples_s": f"{rate:.0f}"}
 
-    def evaluate(params: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        # One transfer of each model's parameters, not one per chunk of rows.
-        return np.array([eval_loss(jax.device_put(unstack(params, i)), x, y) for i in range(plan.n_models)])
-
-    def on_epoch_end(done: int, epoch: int, state: Any) -> None:
-        nonlocal val_losses, val_step
-        if (epoch + 1) % int(sc.eval_every_epochs) and done != total_steps:
+    def on_epoch_end(self, done: int, epoch: int, state: Any) -> None:
+        data = self.run.data
+        if not self.eval_due(done) or not len(data.x_val):
             return
-        if not len(x_val):
-            return
-        params = runner.gather(state, lambda s: s.params)
-        val_losses = evaluate(params, x_val, y_val)
-        val_step = done
-        gating = runner.per_model(state, gating_summary_of_state, gating_rows)
-        for i, name in enumerate(plan.names if writer_main else ()):
-            writers[name].write_scalars(done, {"val/loss": val_losses[i]})
-            writers[name].write_scalars(done, gating_scalars(unstack(gating, i)))
+        self.val_losses = self.evaluate(self.runner.gather(state, lambda s: s.params), data.x_val, data.y_val)
+        self.val_step = done
+        gating = self.runner.per_model(state, self._gating, self._gating_rows)
+        for i, name in enumerate(self._names()):
+            self.writers[name].write_scalars(done, {"val/loss": self.val_losses[i]})
+            self.writers[name].write_scalars(done, gating_scalars(unstack(gating, i)))
 
-    bar = tqdm(total=total_steps, initial=start_step, desc=f"sweep x{plan.n_models} ({strategy})", unit="step",
-               disable=not progress or not writer_main, dynamic_ncols=True, mininterval=1.0)
-    run_start = time.perf_counter()
-    try:
-        held, last_loss = run_loop(
-            held, runner.steps, start_step=start_step, total_steps=total_steps, n_batches=n_batches,
-            log_every=int(tc.log_every_steps), samples_per_step=batch_size * plan.n_models,
-            rows_for_epoch=rows_for_epoch, checkpoints=checkpoints, meta_at=meta_at, on_log=on_log,
-            on_epoch_end=on_epoch_end, bar=bar, checkpoint_state=runner.get, stop_after=stop_after,
-            model_names=plan.names, update_masks_at=mask_update_steps(config, total_steps=total_steps))
-    except BaseException:
-        for w in writers.values():
-            w.close()
-        raise
-    finally:
-        bar.close()
-        for w in writers.values():
-            w.flush()
-    seconds = time.perf_counter() - run_start
-    final = runner.get(held)
+    def evaluate(self, params: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Each model's loss on ``x``, ``y`` (one transfer of its parameters, not one per chunk of rows)."""
+        return np.array([self.run.eval_loss(jax.device_put(unstack(params, i)), x, y)
+                         for i in range(self.plan.n_models)])
+
+
+def select_masks(state: Any) -> Any:
+    """The pruning masks of a (stacked) train state."""
+    return pruning.find_pruning_state(state.opt_state).masks
+
+
+def _finish_sweep(run: Run, plan: SweepPlan, runner: Runner, log: _SweepLog, final: Any, last_loss: Any, *,
+                  strategy: str, seconds: float, earlier_train_seconds: float | None, memory: MemoryEstimate,
+                  calibration: dict[str, float] | None) -> SweepResult:
+    """The final losses (evaluated where the loop left none), the table, plot and combined run; the result."""
+    data = run.data
     done = int(np.asarray(final.step)[0])
-    steps_run = done - start_step
-
-    # Final losses and the table.
-    params = final.params
-    masks = select_masks(final)
-    if len(x_val) and val_step != done:
-        val_losses = evaluate(params, x_val, y_val)
-    if last_loss is None:  # no step ran in this call: the loss on (up to) 8192 training rows
-        last_loss = evaluate(params, x_train[:8192], y_train[:8192])
+    steps_run = done - run.start_step
+    params, masks = final.params, select_masks(final)
+    val_losses = log.val_losses
+    if len(data.x_val) and log.val_step != done:
+        val_losses = log.evaluate(params, data.x_val, data.y_val)
+    if last_loss is None:  # no step ran in this call: the loss on (up to) TRAIN_EVAL_ROWS training rows
+        last_loss = log.evaluate(params, data.x_train[:TRAIN_EVAL_ROWS], data.y_train[:TRAIN_EVAL_ROWS])
     rows = [table_row(name, plan.model_levels[i], plan.model_seeds[i], unstack(params, i), unstack(masks, i),
                       float(last_loss[i]), float(val_losses[i])) for i, name in enumerate(plan.names)]
     result = SweepResult(plan=plan, rows=rows, state=final, strategy=strategy, n_devices=len(runner.devices),
                          steps=done, seconds=seconds,
                          train_seconds=None if earlier_train_seconds is None else earlier_train_seconds + seconds,
-                         samples_per_second=steps_run * batch_size * plan.n_models / seconds if steps_run else math.nan,
-                         memory=memory, calibration=calibration)
-    if writer_main:
-        extra = {"steps": done, "total_steps": total_steps, "finished": done == total_steps, "start_step": start_step,
-                 "processes": jax.process_count(), "strategy": strategy,
-                 "devices": len(runner.devices), "device_kind": devices[0].device_kind, "platform": platform,
+                         samples_per_second=steps_run * data.batch_size * plan.n_models / seconds if steps_run
+                         else math.nan, memory=memory, calibration=calibration)
+    if log.writers:
+        device = runner.devices[0]
+        extra = {"steps": done, "total_steps": data.total_steps, "finished": done == data.total_steps,
+                 "start_step": run.start_step, "processes": jax.process_count(), "strategy": strategy,
+                 "devices": len(runner.devices), "device_kind": device.device_kind, "platform": device.platform,
                  "seconds": round(seconds, 2),
                  "train_seconds": None if result.train_seconds is None else round(result.train_seconds, 2),
                  "samples_per_second": result.samples_per_second,
                  "calibration": calibration, "memory_per_device_bytes": memory.per_device,
-                 "val_mean_predictor_loss": float(np.mean(np.square(y_val))) if len(y_val) else math.nan}
-        write_table(rows, workdir, extra)
-        png = plot_results(rows, workdir / "val_loss_vs_sparsity.png")
-        _write_combined(workdir / "tensorboard" / "combined", rows, png, done)
-        for w in writers.values():
+                 "val_mean_predictor_loss": data.mean_predictor_loss()}
+        write_table(rows, run.workdir, extra)
+        png = plot_results(rows, run.workdir / "val_loss_vs_sparsity.png")
+        _write_combined(run.workdir / "tensorboard" / "combined", rows, png, done)
+        for w in log.writers.values():
             w.close()
-    checkpoints.close()
+    run.checkpoints.close()
     return result
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mann_jax.backend import configure_cpu_backend
 from mann_jax.metric_writer import open_logdirs
-from mann_jax.train import configure_cpu_backend
 
 # Before any test starts JAX: the suite compiles the programs the commands run (they all call it first).
 configure_cpu_backend()

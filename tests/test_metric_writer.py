@@ -10,8 +10,9 @@ import pytest
 from configs import default
 from configs import sweep as sweep_config
 from mann_jax import sweep
+from mann_jax.errors import TrainingError
 from mann_jax.metric_writer import MetricWriter, open_logdirs
-from mann_jax.train import TrainingError, train
+from mann_jax.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 # Tiny models that diverge at once (learning rate 1e6) before their first logged event: the case in

@@ -16,8 +16,9 @@ import pytest
 from configs import sweep as sweep_config
 from mann_jax import pruning, sweep
 from mann_jax.checkpoint import Checkpoints
+from mann_jax.errors import TrainingError
 from mann_jax.pruning import accounting
-from mann_jax.train import TrainingError, train
+from mann_jax.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 LEVELS = (0.0, 0.5, 0.8)

@@ -16,21 +16,18 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from configs import default
+from mann_jax.backend import OPT_OUT_ENV, configure_cpu_backend, cpu_backend_opted_out, jit_train_step
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.config_errors import ConfigError
 from mann_jax.data.dataset import build_dataset
+from mann_jax.resume import check_resumable
 from mann_jax.train import (
-    OPT_OUT_ENV,
     ModelFunctions,
     batch_order,
     build_model,
-    check_resumable,
-    configure_cpu_backend,
-    cpu_backend_opted_out,
     gating_scalars,
     gating_summary,
     init_state,
-    jit_train_step,
     make_optimizer,
     make_train_step,
     train,
@@ -195,7 +192,7 @@ def test_configure_cpu_backend_warns_once_jax_runs(monkeypatch):
 
 
 def test_configure_cpu_backend_adds_its_options_before_jax_starts():
-    code = ("import os; from mann_jax.train import configure_cpu_backend as c; "
+    code = ("import os; from mann_jax.backend import configure_cpu_backend as c; "
             "print(c(), os.environ['XLA_FLAGS']); import jax, jax.numpy as j; "
             "f = jax.jit(lambda a, b: (a * 2 + b, a * 3 - b)); "
             "print(f.lower(j.ones(99), j.ones(99)).compile().as_text().count('(f32[99]{0}, f32[99]{0}) fusion('))")
@@ -299,7 +296,7 @@ def test_config_values_out_of_range_are_named_before_any_work(tmp_path):
 
 
 def test_a_workdir_that_is_a_file_is_a_clear_error(tmp_path):
-    from mann_jax.train import TrainingError
+    from mann_jax.errors import TrainingError
 
     config = tiny_config(tmp_path / "cache")
     config.train.epochs = 1
@@ -310,7 +307,7 @@ def test_a_workdir_that_is_a_file_is_a_clear_error(tmp_path):
 
 
 def test_resuming_with_fewer_epochs_than_ran_is_refused_and_leaves_the_run_alone(tmp_path):
-    from mann_jax.train import TrainingError
+    from mann_jax.errors import TrainingError
 
     config = tiny_config(tmp_path / "cache")
     config.train.epochs = 2
@@ -326,7 +323,8 @@ def test_resuming_with_fewer_epochs_than_ran_is_refused_and_leaves_the_run_alone
 def test_run_loop_stops_before_saving_weights_a_step_made_non_finite(tmp_path):
     # A fake step: the weights turn NaN at step 7 while every reported loss stays finite (the loss of
     # a step is computed before its update). Saves every 5 steps: 5 is written, 10 must not be.
-    from mann_jax.train import TrainingError, run_loop, steps_one_after_another
+    from mann_jax.errors import TrainingError
+    from mann_jax.loop import run_loop, steps_one_after_another
 
     class Bar:
         def update(self, n):
@@ -354,7 +352,7 @@ def test_run_loop_stops_before_saving_weights_a_step_made_non_finite(tmp_path):
 def test_a_diverging_run_never_checkpoints_non_finite_weights(tmp_path):
     # The step that makes the weights non-finite still reports the finite loss of the weights before
     # it; the check before each save must catch the weights themselves.
-    from mann_jax.train import TrainingError
+    from mann_jax.errors import TrainingError
 
     config = tiny_config(tmp_path / "cache")
     config.train.update(epochs=4, learning_rate=1e6, checkpoint_every_steps=5, log_every_steps=1000)
@@ -437,7 +435,7 @@ def test_workdirs_from_before_matmul_precision_still_resume(tmp_path: Path) -> N
 def test_run_loop_hands_the_steps_between_two_events_to_one_call(tmp_path):
     # Logs every 4 steps, epochs of 6, checkpoints every 5, 14 steps: the calls end exactly where
     # the loop has something to do, run in order, and the logged mean is the window's mean loss.
-    from mann_jax.train import run_loop
+    from mann_jax.loop import run_loop
 
     calls, logs = [], []
 

@@ -39,7 +39,7 @@ Design (learnt from jaxpruner, which is not a dependency):
   whose update branch is compiled in but not taken still costs more than an unpruned one (XLA's
   CPU runtime allocates the branch's temporaries on every run), so the training loops compile a
   second step with ``mask_updates=False`` (masks applied, never recomputed) and run it on every
-  step that :meth:`Schedule.mask_update_due` says needs no update (:func:`mann_jax.train.run_loop`).
+  step that :meth:`Schedule.mask_update_due` says needs no update (:func:`mann_jax.loop.run_loop`).
   Figures: ``docs/benchmarks.md``; the measurements: ``docs/measurement_log.md``.
 * **Every step**: masked gradients go into the inner optimizer, and the update of a pruned
   weight is replaced by ``-param``, so ``param + update == 0`` exactly after
