@@ -34,6 +34,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax import nnx
@@ -55,8 +56,7 @@ class TrainingError(UserError, RuntimeError):
     """Training cannot go on (diverged, no data); earlier checkpoints are left untouched."""
 
 
-@flax.struct.dataclass
-class TrainState:
+class TrainState(flax.struct.PyTreeNode):  # a frozen flax.struct.dataclass that declares .replace
     """Everything a step changes, as one pytree (checkpointed whole)."""
 
     step: jax.Array
@@ -65,12 +65,12 @@ class TrainState:
     key: jax.Array
 
 
-def gating_indices(model_config: Any) -> tuple[int, ...]:
+def gating_indices(model_config: ml_collections.ConfigDict) -> tuple[int, ...]:
     """The input columns of the gating network: the config's, or the original 19."""
     return tuple(model_config.gating_indices) if model_config.gating_indices else layout.GATING_INDICES
 
 
-def build_model(model_config: Any, *, seed: int) -> MANN:
+def build_model(model_config: ml_collections.ConfigDict, *, seed: int) -> MANN:
     """A MANN from the ``model`` config section (weights drawn from ``seed``, as the original's 23456)."""
     gating = gating_indices(model_config)
     return MANN(
@@ -99,9 +99,10 @@ class ModelFunctions:
     @classmethod
     def of(cls, model: MANN) -> ModelFunctions:
         model.train()
-        train_graph, params, rest = nnx.split(model, nnx.Param, ...)
+        # Ignored for mypy: nnx.split's stub types a two-filter split as (graphdef, state, *states), not 3 items.
+        train_graph, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
         model.eval()
-        eval_graph, _, _ = nnx.split(model, nnx.Param, ...)
+        eval_graph = nnx.split(model, nnx.Param, ...)[0]
         model.train()
         return cls(train_graph=train_graph, eval_graph=eval_graph, rest=rest, params=nnx.to_pure_dict(params))
 
@@ -111,7 +112,7 @@ class ModelFunctions:
         return apply(graph, (nnx.State(params), self.rest), x, key, **kwargs)
 
 
-def initial_model(config: Any, *, seed: int) -> ModelFunctions:
+def initial_model(config: ml_collections.ConfigDict, *, seed: int) -> ModelFunctions:
     """The model of ``config.model`` with its initial parameters.
 
     They are drawn from ``seed``, or, with ``config.train.init_from`` (an AI4Animation weights
@@ -137,7 +138,7 @@ def initial_model(config: Any, *, seed: int) -> ModelFunctions:
     return dataclasses.replace(fns, params=jax.tree.map(jnp.asarray, pretrained))
 
 
-def make_optimizer(train_config: Any, *, n_batches: int) -> optax.GradientTransformation:
+def make_optimizer(train_config: ml_collections.ConfigDict, *, n_batches: int) -> optax.GradientTransformation:
     """AdamWR from the ``train`` config section."""
     return optim.adamwr(
         learning_rate=float(train_config.learning_rate),
@@ -149,14 +150,14 @@ def make_optimizer(train_config: Any, *, n_batches: int) -> optax.GradientTransf
     )
 
 
-def make_pruning_schedule(pruning_config: Any, *, total_steps: int) -> pruning.Schedule:
+def make_pruning_schedule(pruning_config: ml_collections.ConfigDict, *, total_steps: int) -> pruning.Schedule:
     """The sparsity schedule of the ``pruning`` config section over ``total_steps``."""
     return pruning.schedule_from_config(pruning_config, total_steps=total_steps)
 
 
 def make_training_optimizer(
-    config: Any, *, n_batches: int, total_steps: int, force_pruning: bool = False, axis_name: str | None = None,
-    mask_updates: bool = True,
+    config: ml_collections.ConfigDict, *, n_batches: int, total_steps: int, force_pruning: bool = False,
+    axis_name: str | None = None, mask_updates: bool = True,
 ) -> optax.GradientTransformation:
     """AdamWR, wrapped with magnitude pruning when ``config.pruning.target_sparsity > 0``.
 
@@ -189,7 +190,7 @@ def make_training_optimizer(
     )
 
 
-def mask_update_steps(config: Any, *, total_steps: int) -> Callable[[int], bool]:
+def mask_update_steps(config: ml_collections.ConfigDict, *, total_steps: int) -> Callable[[int], bool]:
     """Host-side ``step -> whether the pruning masks are due for an update`` for the pruning of ``config``."""
     schedule = make_pruning_schedule(config.pruning, total_steps=total_steps)
     every = int(config.pruning.update_every)
@@ -215,7 +216,8 @@ def make_train_step(
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """The pure single-model train step (see the module docstring)."""
 
-    def train_step(state: TrainState, x_all: jax.Array, y_all: jax.Array, rows: jax.Array):
+    def train_step(state: TrainState, x_all: jax.Array, y_all: jax.Array,
+                   rows: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         x, y = x_all[rows], y_all[rows]
         dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
 
@@ -431,7 +433,8 @@ class TrainingData:
     data_key: str
 
 
-def training_data(config: Any, dataset: Dataset | None = None, *, progress: bool = True) -> TrainingData:
+def training_data(config: ml_collections.ConfigDict, dataset: Dataset | None = None, *,
+                  progress: bool = True) -> TrainingData:
     """Builds (or takes) the dataset of ``config.data`` and works out batches per epoch and total steps.
 
     ``data_key`` (the checkpoint's record of the data) is the dataset's own
@@ -573,7 +576,8 @@ def run_loop(
         return (done % log_every == 0 or done % n_batches == 0 or checkpoints.should_save(done)
                 or done == total_steps or stopping_at(done))
 
-    order, order_epoch = None, -1
+    order: Any = None  # rows_for_epoch(order_epoch), read on the first pass
+    order_epoch = -1
     window_loss: Any = 0.0
     window_steps, window_start = 0, time.perf_counter()
     last_loss: np.ndarray | None = None
@@ -600,7 +604,7 @@ def run_loop(
             mean = np.asarray(to_host(window_loss), np.float64) / window_steps
             if not np.all(np.isfinite(mean)):
                 bad = "" if mean.ndim == 0 else " of " + ", ".join(
-                    (model_names[i] if model_names else str(i)) for i in np.flatnonzero(~np.isfinite(mean)))
+                    (model_names[int(i)] if model_names else str(i)) for i in np.flatnonzero(~np.isfinite(mean)))
                 raise TrainingError(f"training diverged at step {done}: loss {mean.tolist()}{bad}; "
                                     f"{_kept_checkpoints(checkpoints)}")
             elapsed = time.perf_counter() - window_start
@@ -669,7 +673,7 @@ class TrainResult:
     train_eval_loss: float = float("nan")
 
 
-def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = None,
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dataset: Dataset | None = None,
           progress: bool = True) -> TrainResult:
     """Train (or resume training) the model of ``config`` in ``workdir``.
 
@@ -778,9 +782,10 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
     writer.write_hparams(flatten_config(config_dict), {"final/train_loss": train_loss, "final/val_loss": val_loss})
     writer.close()
     checkpoints.close()
-    summary = {"steps": total_steps, "epochs": int(tc.epochs), "train_loss": train_loss, "val_loss": val_loss,
-               "val_mean_predictor_loss": mean_predictor, "seconds": round(seconds, 2),
-               "samples_per_second": result.samples_per_second}
+    summary: dict[str, Any] = {
+        "steps": total_steps, "epochs": int(tc.epochs), "train_loss": train_loss, "val_loss": val_loss,
+        "val_mean_predictor_loss": mean_predictor, "seconds": round(seconds, 2),
+        "samples_per_second": result.samples_per_second}
     if math.isfinite(train_eval_loss):
         summary["train_eval_loss"] = train_eval_loss
     if pruned:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from mann_jax.data.dataset import build_dataset
@@ -39,7 +40,8 @@ from mann_jax.study.results import save_figure, scale_of, table, write_results
 STRUCTURED = "structured"
 
 
-def model_rows(models: TrainedModels, dataset: Any, windows: Any, config: Any) -> list[dict[str, Any]]:
+def model_rows(models: TrainedModels, dataset: Any, windows: Any,
+               config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
     """Per model of ``models``: name, level, seed, size (from the sweep's table) and every metric of
     :func:`mann_jax.study.evaluation.evaluate_models`."""
     ev = evaluate_models(models, range(len(models.levels)), dataset, config, windows)
@@ -96,7 +98,8 @@ def _plot_curves(curves: dict[str, list[dict[str, Any]]], keys: list[tuple[str, 
     return save_figure(fig, out_dir, stem)
 
 
-def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
+        progress: bool = True) -> dict[str, Any]:
     """Train (or reuse) the models, measure them, write ``<workdir>/tradeoff/`` and return the results."""
     start = time.perf_counter()
     out_dir = Path(workdir) / "tradeoff"
