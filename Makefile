@@ -39,10 +39,15 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-# ruff with the rules and line length of pyproject.toml ([tool.ruff]).
-.PHONY: lint
+# ruff with the rules and line length of pyproject.toml ([tool.ruff]), then the type checker.
+.PHONY: lint typecheck
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+# mypy on mann_jax/ with the settings of pyproject.toml ([tool.mypy]).
+typecheck: setup
+	$(PY) -m mypy
 
 prepare-data: setup
 	$(PY) -m experiments.prepare_data
@@ -51,7 +56,7 @@ bench-data: setup
 	$(PY) -m experiments.bench_data
 
 clean:
-	rm -rf .venv .venv-py3.* .pytest_cache
+	rm -rf .venv .venv-py3.* .pytest_cache .mypy_cache
 
 demo: setup
 	$(PY) -m experiments.prepare_data --config configs/default.py:runlocal

@@ -29,7 +29,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (UserError,)
 _OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
 
 
-def clear_errors(main: Callable[[list[str]], None], *, also: tuple[type[Exception], ...] = ()
+def clear_errors(main: Callable[[list[str]], object], *, also: tuple[type[Exception], ...] = ()
                  ) -> Callable[[list[str]], None]:
     """Wrap an absl ``main`` so user errors (:data:`USER_ERRORS` and ``also``) end the command with one
     line on stderr and status 2."""
@@ -51,7 +51,7 @@ def _library_dirs() -> tuple[str, ...]:
     import absl
     import ml_collections
 
-    libraries = [os.path.dirname(os.path.abspath(m.__file__)) for m in (absl, ml_collections)]
+    libraries = [os.path.dirname(os.path.abspath(m.__file__)) for m in (absl, ml_collections) if m.__file__]
     return tuple(d + os.sep for d in (*libraries, os.path.abspath(sysconfig.get_paths()["stdlib"])))
 
 

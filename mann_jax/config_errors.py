@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_collections
+
 from mann_jax.errors import UserError
 
 
@@ -23,7 +25,7 @@ def check(ok: bool, key: str, value: Any, expected: str) -> None:
         raise ConfigError(f"config {key} must be {expected}, got {value!r}")
 
 
-def check_train(config: Any) -> None:
+def check_train(config: ml_collections.ConfigDict) -> None:
     """The ``train`` and ``pruning`` values every training entry point needs (train, sweep, study).
 
     Raises:

@@ -76,11 +76,11 @@ def part_commands(workdir: Path, *, smoke: bool) -> dict[str, list[str]]:
 def device_description() -> dict[str, Any]:
     """What JAX runs on here: platform, device kind and count, versions (starts JAX's backend)."""
     import jax
-    import jaxlib
+    import jaxlib.version
 
     devices = jax.devices()
     return {"platform": devices[0].platform, "device_kind": devices[0].device_kind, "device_count": len(devices),
-            "jax": jax.__version__, "jaxlib": jaxlib.__version__, "host": host_platform.node(),
+            "jax": jax.__version__, "jaxlib": jaxlib.version.__version__, "host": host_platform.node(),
             "python": host_platform.python_version()}
 
 

@@ -115,7 +115,8 @@ def run_loop(
     def anything_due(done: int) -> bool:
         return log_due(done) or epoch_end(done) or save_due(done) or stop_due(done)
 
-    order, order_epoch = None, -1
+    order: Any = None  # rows_for_epoch(order_epoch), read on the first pass
+    order_epoch = -1
     window_loss: Any = 0.0
     window_steps, window_start = 0, time.perf_counter()
     last_loss: np.ndarray | None = None
@@ -157,7 +158,7 @@ def _window_mean(window_loss: Any, window_steps: int, done: int, checkpoints: Ch
     mean = np.asarray(to_host(window_loss), np.float64) / window_steps
     if not np.all(np.isfinite(mean)):
         bad = "" if mean.ndim == 0 else " of " + ", ".join(
-            (model_names[i] if model_names else str(i)) for i in np.flatnonzero(~np.isfinite(mean)))
+            (model_names[int(i)] if model_names else str(i)) for i in np.flatnonzero(~np.isfinite(mean)))
         raise TrainingError(f"training diverged at step {done}: loss {mean.tolist()}{bad}; "
                             f"{_kept_checkpoints(checkpoints)}")
     return mean

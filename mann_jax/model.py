@@ -41,7 +41,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -396,6 +396,22 @@ def _apply_expert_mask(omega: jax.Array, expert_mask: jax.Array | None) -> jax.A
     m = jnp.asarray(expert_mask, omega.dtype)
     masked = omega * m
     return masked / jnp.sum(masked, axis=-1, keepdims=True)
+
+
+@overload
+def apply(
+    graphdef: nnx.GraphDef[MANN], state: nnx.State | tuple[nnx.State, ...], x: jax.Array,
+    rng: jax.Array | None = None, *, expert_mask: jax.Array | None = None, return_gating: Literal[False] = False,
+    formulation: Formulation | None = None,
+) -> jax.Array: ...
+
+
+@overload
+def apply(
+    graphdef: nnx.GraphDef[MANN], state: nnx.State | tuple[nnx.State, ...], x: jax.Array,
+    rng: jax.Array | None = None, *, expert_mask: jax.Array | None = None, return_gating: Literal[True],
+    formulation: Formulation | None = None,
+) -> tuple[jax.Array, jax.Array]: ...
 
 
 def apply(

@@ -97,8 +97,9 @@ def barrier(name: str) -> None:
         return
     from jax._src import distributed  # the client JAX's own multihost code and Orbax use
 
-    distributed.global_state.client.wait_at_barrier(f"mann_jax/{name}/{next(_barrier_ids)}",
-                                                    timeout_in_ms=_barrier_timeout_s * 1000)
+    client = distributed.global_state.client
+    assert client is not None  # more than one process: jax.distributed.initialize has connected the client
+    client.wait_at_barrier(f"mann_jax/{name}/{next(_barrier_ids)}", timeout_in_ms=_barrier_timeout_s * 1000)
 
 
 def to_host(tree: Any) -> Any:

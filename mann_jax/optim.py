@@ -131,6 +131,7 @@ def multiplier_schedule(
             start_epoch = 1 + k * te
             length = jnp.float32(te * n_batches)
         else:
+            assert starts is not None and lengths is not None  # built above for tmult != 1
             k = jnp.searchsorted(starts, epoch, side="right")  # restarts so far
             start_epoch = starts[jnp.maximum(k - 1, 0)]
             length = lengths[k]

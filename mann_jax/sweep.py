@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -82,6 +83,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from jax import lax
@@ -180,13 +182,13 @@ class SweepPlan:
         return len(self.model_levels)
 
 
-def _section(config: Any) -> Any:
+def _section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if "sweep" not in config:
         raise SweepConfigError("the config has no 'sweep' section; start from configs/sweep.py")
     return config.sweep
 
 
-def make_plan(config: Any) -> SweepPlan:
+def make_plan(config: ml_collections.ConfigDict) -> SweepPlan:
     """Validates ``config.sweep`` and lists the models.
 
     Raises:
@@ -253,7 +255,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def configure_cpu_devices(config: Any) -> int | None:
+def configure_cpu_devices(config: ml_collections.ConfigDict) -> int | None:
     """Splits the host CPU into XLA devices for the sweep; call before JAX starts a backend.
 
     The number is ``sweep.cpu_devices``, or with 0 one per usable core, capped by the number of
@@ -274,7 +276,7 @@ def configure_cpu_devices(config: Any) -> int | None:
     return n
 
 
-def sweep_devices(config: Any) -> list[jax.Device]:
+def sweep_devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
     """The devices the sweep shards over: all (``sweep.devices == 0``) or the first ``sweep.devices``."""
     devices = jax.devices()
     n = int(config.sweep.devices)
@@ -508,7 +510,8 @@ class StackedRunner(Runner):
         rows_spec = P(MESH_AXIS) if per_model_rows else P()
         rows_axis = 0 if per_model_rows else None
 
-        def per_shard(states: TrainState, xa: jax.Array, ya: jax.Array, rows: jax.Array):
+        def per_shard(states: TrainState, xa: jax.Array, ya: jax.Array,
+                      rows: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
             if strategy == "vmap":
                 return jax.vmap(vmap_step, in_axes=(0, None, None, rows_axis), axis_name=LEVEL_AXIS)(
                     states, xa, ya, rows)
@@ -797,7 +800,8 @@ class SweepResult:
     calibration: dict[str, float] | None
 
 
-def initial_state(config: Any, plan: SweepPlan, tx: optax.GradientTransformation) -> tuple[ModelFunctions, Any]:
+def initial_state(config: ml_collections.ConfigDict, plan: SweepPlan,
+                  tx: optax.GradientTransformation) -> tuple[ModelFunctions, Any]:
     """The model functions and the host-side stacked initial state of every model of ``plan``."""
     fns_by_seed: dict[int, ModelFunctions] = {}
     states = []
@@ -818,15 +822,17 @@ def _set_target(opt_state: Any, level: float) -> Any:
     return jax.tree.map(fix, opt_state, is_leaf=lambda n: isinstance(n, pruning.PruningState))
 
 
-def sweep_optimizers(config: Any, *, n_batches: int, total_steps: int, mask_updates: bool = True) -> tuple[Any, Any]:
+def sweep_optimizers(config: ml_collections.ConfigDict, *, n_batches: int, total_steps: int,
+                     mask_updates: bool = True) -> tuple[Any, Any]:
     """The sweep's pruned optimizer, without and with the vmap ``axis_name`` (the same transformation);
     ``mask_updates=False``: the same without the mask update (for the steps that need none)."""
-    kw = dict(n_batches=n_batches, total_steps=total_steps, force_pruning=True, mask_updates=mask_updates)
-    return make_training_optimizer(config, **kw), make_training_optimizer(config, axis_name=LEVEL_AXIS, **kw)
+    make = functools.partial(make_training_optimizer, config, n_batches=n_batches, total_steps=total_steps,
+                             force_pruning=True, mask_updates=mask_updates)
+    return make(), make(axis_name=LEVEL_AXIS)
 
 
 def run_sweep(
-    config: Any,
+    config: ml_collections.ConfigDict,
     workdir: str | os.PathLike,
     *,
     dataset: Dataset | None = None,
@@ -900,8 +906,8 @@ def run_sweep(
                          earlier_train_seconds=earlier_train_seconds, memory=memory, calibration=calibration)
 
 
-def _memory_that_fits(config: Any, plan: SweepPlan, stacked: Any, data: TrainingData, devices: list[jax.Device], *,
-                      describe: bool) -> MemoryEstimate:
+def _memory_that_fits(config: ml_collections.ConfigDict, plan: SweepPlan, stacked: Any, data: TrainingData,
+                      devices: list[jax.Device], *, describe: bool) -> MemoryEstimate:
     """The sweep's memory estimate (printed when ``describe``), after :func:`check_memory` let it through."""
     sc = config.sweep
     calibrating = sc.strategy == "auto" and int(sc.calibration_steps) > 0
@@ -923,8 +929,8 @@ def _common_step(stacked: Any, workdir: Path) -> int:
     return int(steps_done[0])
 
 
-def _runner_factory(config: Any, plan: SweepPlan, fns: ModelFunctions, optimizers: tuple[Any, Any],
-                    data: TrainingData, devices: list[jax.Device],
+def _runner_factory(config: ml_collections.ConfigDict, plan: SweepPlan, fns: ModelFunctions,
+                    optimizers: tuple[Any, Any], data: TrainingData, devices: list[jax.Device],
                     wrap_step: Callable[[Step], Step] | None) -> Callable[[str], Runner]:
     """``make(strategy) -> Runner`` over the sweep's steps: with and without the vmap axis, and each also
     compiled without the pruning mask update, for every step that needs none (see :func:`mann_jax.loop.run_loop`)."""
@@ -943,7 +949,7 @@ def _runner_factory(config: Any, plan: SweepPlan, fns: ModelFunctions, optimizer
     return make
 
 
-def choose_strategy(config: Any, run: Run, make: Callable[[str], Runner], stacked: Any,
+def choose_strategy(config: ml_collections.ConfigDict, run: Run, make: Callable[[str], Runner], stacked: Any,
                     rows_for_epoch: Callable[[int], np.ndarray], platform: str, *,
                     report: bool) -> tuple[str, dict[str, float] | None]:
     """The strategy to run and, when ``"auto"`` calibrated, the seconds per step of each candidate.
@@ -968,7 +974,7 @@ def choose_strategy(config: Any, run: Run, make: Callable[[str], Runner], stacke
                       steps=int(sc.calibration_steps))
     worst = multihost.gather_rows(np.array([times[c] for c in candidates])).max(axis=0)
     calibration = dict(zip(candidates, worst.tolist()))
-    strategy = min(calibration, key=calibration.get)
+    strategy = min(calibration, key=calibration.__getitem__)
     if report:
         tqdm.write("calibration (s/step): " + ", ".join(f"{k} {v:.4f}" for k, v in calibration.items())
                    + f" -> {strategy}")

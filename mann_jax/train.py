@@ -33,6 +33,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax import nnx
@@ -57,8 +58,7 @@ TRAIN_EVAL_ROWS = 8192
 GATING_ROWS = 2048
 
 
-@flax.struct.dataclass
-class TrainState:
+class TrainState(flax.struct.PyTreeNode):  # a frozen flax.struct.dataclass that declares .replace
     """Everything a step changes, as one pytree (checkpointed whole)."""
 
     step: jax.Array
@@ -67,12 +67,12 @@ class TrainState:
     key: jax.Array
 
 
-def gating_indices(model_config: Any) -> tuple[int, ...]:
+def gating_indices(model_config: ml_collections.ConfigDict) -> tuple[int, ...]:
     """The input columns of the gating network: the config's, or the original 19."""
     return tuple(model_config.gating_indices) if model_config.gating_indices else layout.GATING_INDICES
 
 
-def build_model(model_config: Any, *, seed: int) -> MANN:
+def build_model(model_config: ml_collections.ConfigDict, *, seed: int) -> MANN:
     """A MANN from the ``model`` config section (weights drawn from ``seed``, as the original's 23456)."""
     gating = gating_indices(model_config)
     return MANN(
@@ -101,9 +101,10 @@ class ModelFunctions:
     @classmethod
     def of(cls, model: MANN) -> ModelFunctions:
         model.train()
-        train_graph, params, rest = nnx.split(model, nnx.Param, ...)
+        # Ignored for mypy: nnx.split's stub types a two-filter split as (graphdef, state, *states), not 3 items.
+        train_graph, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
         model.eval()
-        eval_graph, _, _ = nnx.split(model, nnx.Param, ...)
+        eval_graph = nnx.split(model, nnx.Param, ...)[0]
         model.train()
         return cls(train_graph=train_graph, eval_graph=eval_graph, rest=rest, params=nnx.to_pure_dict(params))
 
@@ -113,7 +114,7 @@ class ModelFunctions:
         return apply(graph, (nnx.State(params), self.rest), x, key, **kwargs)
 
 
-def initial_model(config: Any, *, seed: int) -> ModelFunctions:
+def initial_model(config: ml_collections.ConfigDict, *, seed: int) -> ModelFunctions:
     """The model of ``config.model`` with its initial parameters.
 
     They are drawn from ``seed``, or, with ``config.train.init_from`` (an AI4Animation weights
@@ -139,26 +140,26 @@ def initial_model(config: Any, *, seed: int) -> ModelFunctions:
     return dataclasses.replace(fns, params=jax.tree.map(jnp.asarray, pretrained))
 
 
-def adamwr_settings(train_config: Any, *, n_batches: int) -> dict[str, Any]:
+def adamwr_settings(train_config: ml_collections.ConfigDict, *, n_batches: int) -> dict[str, Any]:
     """The AdamWR settings of the ``train`` config section (the optimizer's and the logged schedule's)."""
     return dict(learning_rate=float(train_config.learning_rate), weight_decay=float(train_config.weight_decay),
                 n_batches=n_batches, te=int(train_config.te), tmult=int(train_config.tmult),
                 decay_mode=train_config.decay_mode)
 
 
-def make_optimizer(train_config: Any, *, n_batches: int) -> optax.GradientTransformation:
+def make_optimizer(train_config: ml_collections.ConfigDict, *, n_batches: int) -> optax.GradientTransformation:
     """AdamWR from the ``train`` config section."""
     return optim.adamwr(**adamwr_settings(train_config, n_batches=n_batches))
 
 
-def make_pruning_schedule(pruning_config: Any, *, total_steps: int) -> pruning.Schedule:
+def make_pruning_schedule(pruning_config: ml_collections.ConfigDict, *, total_steps: int) -> pruning.Schedule:
     """The sparsity schedule of the ``pruning`` config section over ``total_steps``."""
     return pruning.schedule_from_config(pruning_config, total_steps=total_steps)
 
 
 def make_training_optimizer(
-    config: Any, *, n_batches: int, total_steps: int, force_pruning: bool = False, axis_name: str | None = None,
-    mask_updates: bool = True,
+    config: ml_collections.ConfigDict, *, n_batches: int, total_steps: int, force_pruning: bool = False,
+    axis_name: str | None = None, mask_updates: bool = True,
 ) -> optax.GradientTransformation:
     """AdamWR, wrapped with magnitude pruning when ``config.pruning.target_sparsity > 0``.
 
@@ -191,7 +192,7 @@ def make_training_optimizer(
     )
 
 
-def mask_update_steps(config: Any, *, total_steps: int) -> Callable[[int], bool]:
+def mask_update_steps(config: ml_collections.ConfigDict, *, total_steps: int) -> Callable[[int], bool]:
     """Host-side ``step -> whether the pruning masks are due for an update`` for the pruning of ``config``."""
     schedule = make_pruning_schedule(config.pruning, total_steps=total_steps)
     every = int(config.pruning.update_every)
@@ -217,7 +218,8 @@ def make_train_step(
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """The pure single-model train step (see the module docstring)."""
 
-    def train_step(state: TrainState, x_all: jax.Array, y_all: jax.Array, rows: jax.Array):
+    def train_step(state: TrainState, x_all: jax.Array, y_all: jax.Array,
+                   rows: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         x, y = x_all[rows], y_all[rows]
         dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
 
@@ -335,7 +337,8 @@ class TrainingData:
         return float(np.mean(np.square(self.y_val))) if len(self.y_val) else float("nan")
 
 
-def training_data(config: Any, dataset: Dataset | None = None, *, progress: bool = True) -> TrainingData:
+def training_data(config: ml_collections.ConfigDict, dataset: Dataset | None = None, *,
+                  progress: bool = True) -> TrainingData:
     """Builds (or takes) the dataset of ``config.data`` and works out batches per epoch and total steps.
 
     ``data_key`` (the checkpoint's record of the data) is the dataset's own
@@ -366,7 +369,7 @@ def training_data(config: Any, dataset: Dataset | None = None, *, progress: bool
 class Run:
     """A started or resumed run (:func:`start_run`): what :func:`train` and the sweep share around the loop."""
 
-    config: Any
+    config: ml_collections.ConfigDict
     workdir: Path
     data: TrainingData
     config_dict: dict[str, Any]
@@ -406,7 +409,8 @@ class Run:
 
 
 def start_run(
-    config: Any, workdir: str | os.PathLike, data: TrainingData, fns: ModelFunctions, state: Any, *,
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike, data: TrainingData, fns: ModelFunctions,
+    state: Any, *,
     allowed: frozenset[str] | set[str] = frozenset(), step_of: Callable[[Any], int] = lambda s: int(s.step),
 ) -> Run:
     """Opens ``workdir`` for a run of ``config`` that starts from ``state``, or resumes from its checkpoints.
@@ -463,7 +467,7 @@ class TrainResult:
     train_eval_loss: float = float("nan")
 
 
-def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = None,
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, dataset: Dataset | None = None,
           progress: bool = True) -> TrainResult:
     """Train (or resume training) the model of ``config`` in ``workdir``.
 
@@ -496,8 +500,8 @@ def train(config: Any, workdir: str | os.PathLike, *, dataset: Dataset | None = 
                          run_start=run_start, pruned=pruned)
 
 
-def _single_model_step(config: Any, fns: ModelFunctions, tx: optax.GradientTransformation, data: TrainingData, *,
-                       pruned: bool) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+def _single_model_step(config: ml_collections.ConfigDict, fns: ModelFunctions, tx: optax.GradientTransformation,
+                       data: TrainingData, *, pruned: bool) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
     """``step(state, rows, update_masks)`` on the training split, jitted; pruned, the steps without a mask
     update run a step compiled without it (the loop says which)."""
     step_fn = jit_train_step(make_train_step(fns, tx))
@@ -559,9 +563,10 @@ def _finish_train(run: Run, state: TrainState, fns: ModelFunctions, writer: Metr
     writer.write_hparams(flatten_config(run.config_dict), {"final/train_loss": train_loss, "final/val_loss": val_loss})
     writer.close()
     run.checkpoints.close()
-    summary = {"steps": data.total_steps, "epochs": int(tc.epochs), "train_loss": train_loss, "val_loss": val_loss,
-               "val_mean_predictor_loss": result.val_mean_predictor_loss, "seconds": round(seconds, 2),
-               "samples_per_second": result.samples_per_second}
+    summary: dict[str, Any] = {
+        "steps": data.total_steps, "epochs": int(tc.epochs), "train_loss": train_loss, "val_loss": val_loss,
+        "val_mean_predictor_loss": result.val_mean_predictor_loss, "seconds": round(seconds, 2),
+        "samples_per_second": result.samples_per_second}
     if math.isfinite(train_eval_loss):
         summary["train_eval_loss"] = train_eval_loss
     if pruned:

@@ -8,7 +8,6 @@ from mann_jax.control.rollout import (
     Replay,
     ReplayErrors,
     Rollout,
-    check_params,
     initial_state_from_input,
     integrate_root,
     load_params,
@@ -24,6 +23,7 @@ from mann_jax.control.rollout import (
     start_row,
 )
 from mann_jax.control.scenarios import SCENARIOS, Scenario, make_scenario, pad, stack_scenarios
+from mann_jax.model import check_params
 
 __all__ = [
     "SCENARIOS", "CharacterState", "Control", "ControlSettings", "Replay", "ReplayErrors", "Rollout", "Scenario",

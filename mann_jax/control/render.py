@@ -252,7 +252,7 @@ def write_gif(frames: np.ndarray, path: str | os.PathLike, *, fps: float) -> Non
     """Save frames as a looping GIF (``fps`` frames per second)."""
     import imageio.v3 as iio
 
-    iio.imwrite(path, frames, extension=".gif", duration=1000.0 / fps, loop=0)
+    iio.imwrite(Path(path), frames, extension=".gif", duration=1000.0 / fps, loop=0)
 
 
 def mp4_writer_available() -> bool:
@@ -272,7 +272,7 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, *, fps: float) -> Non
                            "(a dependency of mann_jax; pip install imageio-ffmpeg)")
     import imageio.v3 as iio
 
-    iio.imwrite(path, frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=16)
+    iio.imwrite(Path(path), frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=16)
 
 
 def write_videos(frames: np.ndarray, directory: str | os.PathLike, stem: str, *, fps: float) -> list[str]:
@@ -321,7 +321,7 @@ def render_strip(
             plt.close(fig)
     import imageio.v3 as iio
 
-    iio.imwrite(path, np.concatenate(rows, axis=0), extension=".png")
+    iio.imwrite(Path(path), np.concatenate(rows, axis=0), extension=".png")
     return moments
 
 

@@ -70,6 +70,7 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
@@ -797,7 +798,7 @@ def replay_from_dataset(dataset: Any, clip: str, *, mirrored: bool = False, fps:
                             name=clip + ("+mirror" if mirrored else ""), frames=dataset.frames[rows])
 
 
-def replay_from_motion(motion: Any, data_config: Any) -> Replay:
+def replay_from_motion(motion: Any, data_config: ml_collections.ConfigDict) -> Replay:
     """A :class:`Replay` of a clip (e.g. :func:`mann_jax.data.bvh.load_bvh`) featurised with ``data_config``.
 
     Raises:

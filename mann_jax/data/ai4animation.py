@@ -12,12 +12,16 @@ on the same side of the split.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+import ml_collections
 import numpy as np
 
 from mann_jax.data import layout
 from mann_jax.data.errors import MotionDataError
+
+if TYPE_CHECKING:
+    from mann_jax.data.dataset import Dataset
 
 BLOCK_ROWS = 2000
 FILES = ("Input.txt", "Output.txt")
@@ -72,7 +76,7 @@ def load_export(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def dataset_from_export(folder: Path, config: Any):
+def dataset_from_export(folder: Path, config: ml_collections.ConfigDict) -> Dataset:
     """A :class:`mann_jax.data.dataset.Dataset` from an export folder (split by row blocks)."""
     from mann_jax.data.dataset import ClipRows, assemble
 

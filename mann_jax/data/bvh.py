@@ -196,12 +196,13 @@ class _HierarchyParser:
         if len(words) != 3:
             raise self.error(f"OFFSET needs 3 numbers, found {len(words)}", line)
         try:
-            values = tuple(float(w) for w in words)
+            x, y, z = (float(w) for w in words)
         except ValueError:
             raise self.error(f"OFFSET values must be numbers, found {' '.join(words)!r}", line) from None
+        values = (x, y, z)
         if not all(np.isfinite(values)):
             raise self.error(f"OFFSET values must be finite, found {' '.join(words)!r}", line)
-        return values  # type: ignore[return-value]
+        return values
 
     def parse_channels(self, line: int) -> list[tuple[str, int]]:
         words = self.rest_of_line(line)

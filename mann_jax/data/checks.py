@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import ml_collections
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
@@ -50,7 +51,7 @@ class Limits(NamedTuple):
     max_joint_speed: float = 20.0  #: m/s of any point relative to the Hips between two frames
 
 
-def limits_from(config: Any) -> Limits:
+def limits_from(config: ml_collections.ConfigDict) -> Limits:
     """:class:`Limits` from a data config's ``checks`` (defaults where absent), each checked > 0.
 
     Raises:
@@ -88,7 +89,7 @@ def conform_skeleton(motion: Motion, *, joint_map: Mapping[str, str] | None = No
     """
     skeleton, where = motion.skeleton, source if source is not None else motion.name
     joint_map = dict(joint_map or {})
-    names = []
+    names: list[str] = []
     for j, name in enumerate(skeleton.names):
         parent = int(skeleton.parents[j])
         if name in joint_map:
@@ -226,7 +227,7 @@ class PreparedClip(NamedTuple):
     pose: Pose | None  #: forward kinematics of ``motion`` when the checks computed it (not resampled)
 
 
-def prepare_clip(motion: Motion, config: Any, *, source: Any = None) -> PreparedClip:
+def prepare_clip(motion: Motion, config: ml_collections.ConfigDict, *, source: Any = None) -> PreparedClip:
     """Skeleton check, plausibility checks, then resampling to :data:`FEATURE_FPS` when needed.
 
     Args:

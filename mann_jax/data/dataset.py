@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -157,7 +158,7 @@ class ClipRows:
     source_fps: float | None = None  # the recorded rate of a clip resampled to 60 fps
 
 
-def style_rules_from(config: Any) -> StyleRules:
+def style_rules_from(config: ml_collections.ConfigDict) -> StyleRules:
     """:class:`StyleRules` from ``config.styles`` (a mapping of overrides; unknown keys rejected)."""
     overrides = dict(config.get("styles", {}) or {})
     known = {f.name for f in dataclasses.fields(StyleRules)}
@@ -169,7 +170,7 @@ def style_rules_from(config: Any) -> StyleRules:
 
 def clip_rows(
     motion: Motion,
-    config: Any,
+    config: ml_collections.ConfigDict,
     *,
     labels: np.ndarray | None = None,
     label_file: str | os.PathLike | None = None,
@@ -272,7 +273,8 @@ def assign_splits(names: Sequence[str], *, val_fraction: float, test_fraction: f
     return splits
 
 
-def assemble(rows: Sequence[ClipRows], config: Any, *, skipped: Mapping[str, str] | None = None) -> Dataset:
+def assemble(rows: Sequence[ClipRows], config: ml_collections.ConfigDict, *,
+             skipped: Mapping[str, str] | None = None) -> Dataset:
     """Stack clip rows, split by clip and fit the normalisation on the training rows."""
     if not rows:
         raise MotionDataError(None, "no usable clips: every clip was skipped " + json.dumps(dict(skipped or {})))
@@ -316,7 +318,7 @@ def _bvh_files(folder: Path) -> list[Path]:
     return files
 
 
-def _label_file(config: Any, name: str) -> Path | None:
+def _label_file(config: ml_collections.ConfigDict, name: str) -> Path | None:
     if not config.labels_dir:
         return None
     folder = Path(config.labels_dir)
@@ -326,7 +328,7 @@ def _label_file(config: Any, name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _rows_from_bvh(config: Any, progress: bool) -> tuple[list[ClipRows], dict[str, str]]:
+def _rows_from_bvh(config: ml_collections.ConfigDict, progress: bool) -> tuple[list[ClipRows], dict[str, str]]:
     from mann_jax.data.bvh import load_bvh
 
     rows, skipped = [], {}
@@ -346,7 +348,7 @@ def _rows_from_bvh(config: Any, progress: bool) -> tuple[list[ClipRows], dict[st
     return rows, skipped
 
 
-def _rows_from_synthetic(config: Any, progress: bool) -> list[ClipRows]:
+def _rows_from_synthetic(config: ml_collections.ConfigDict, progress: bool) -> list[ClipRows]:
     from mann_jax.data.synthetic import generate_default_clips
 
     clips = generate_default_clips(
@@ -359,7 +361,7 @@ def _rows_from_synthetic(config: Any, progress: bool) -> list[ClipRows]:
 # ----------------------------------------------------------------------------- cache
 
 
-def _settings_for_key(config: Any) -> dict[str, Any]:
+def _settings_for_key(config: ml_collections.ConfigDict) -> dict[str, Any]:
     settings = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     for k in ("cache_dir", "on_bad_clip", "normalisation_from"):  # the rows do not depend on them
         settings.pop(k, None)
@@ -374,7 +376,7 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(config: Any) -> str:
+def cache_key(config: ml_collections.ConfigDict) -> str:
     """Hash of the input files' content, every feature setting, :data:`FEATURE_VERSION` and the source
     of the modules that make rows (:func:`mann_jax.data.synthetic.code_fingerprint`)."""
     from mann_jax.data.synthetic import code_fingerprint
@@ -443,7 +445,7 @@ def _from_npz(path: Path) -> Dataset:
 SOURCES = ("synthetic", "bvh", "ai4animation")
 
 
-def build_dataset(config: Any, *, progress: bool = True, use_cache: bool = True) -> Dataset:
+def build_dataset(config: ml_collections.ConfigDict, *, progress: bool = True, use_cache: bool = True) -> Dataset:
     """Build (or load from cache) the dataset described by a data config.
 
     Args:
@@ -492,7 +494,7 @@ def build_dataset(config: Any, *, progress: bool = True, use_cache: bool = True)
     return _normalised_as_configured(dataclasses.replace(dataset, cache_key=key), config)
 
 
-def _normalised_as_configured(dataset: Dataset, config: Any) -> Dataset:
+def _normalised_as_configured(dataset: Dataset, config: ml_collections.ConfigDict) -> Dataset:
     """``dataset`` with the normalisation of ``config.normalisation_from`` (a weights folder), if set."""
     folder = config.get("normalisation_from", "")
     if not folder:

@@ -41,7 +41,7 @@ class Skeleton:
     offsets: np.ndarray
     is_end_site: np.ndarray
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         n = len(self.names)
         if self.parents.shape != (n,) or self.offsets.shape != (n, 3) or self.is_end_site.shape != (n,):
             raise ValueError("skeleton arrays must have one entry per point")

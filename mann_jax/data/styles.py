@@ -112,7 +112,7 @@ def label_frames(
     labels[(hips < rules.sit_hips) & (pitch > rules.sit_pitch)] = SIT
     labels[(hips < rules.lie_hips) & (pitch < rules.lie_pitch)] = LIE
     labels[(pitch > rules.stand_pitch) & (front > rules.stand_front)] = STAND
-    airborne = ~contacts.any(axis=1)
+    airborne = ~np.any(contacts, axis=1)  # (numpy types ndarray.any(axis=...) as np.bool | ndarray)
     for start, stop in _runs(airborne):
         if stop - start >= rules.min_airborne:
             labels[max(0, start - rules.jump_margin):stop + rules.jump_margin] = JUMP

@@ -814,7 +814,7 @@ def _generate(plan: Sequence[Segment], fps: float, rng: np.random.Generator, nam
     locomotion = speed > _LOCOMOTION_SPEED
     contacts = np.stack([_leg_contacts(natural[:, k], locomotion) for k in range(4)], axis=1)
     contacts &= ~(_pose_steps(tl, fps) | jump["flight"])
-    _limit_suspension(contacts, jump["flight"].any(axis=1), max(1, int(round(_MAX_SUSPENSION_S * fps))))
+    _limit_suspension(contacts, np.any(jump["flight"], axis=1), max(1, int(round(_MAX_SUSPENSION_S * fps))))
 
     # ---- secondary motion ---------------------------------------------------------------------
     breath = np.sin(2.0 * np.pi * 0.45 * time + rng.uniform(0, 2 * np.pi)) * (1.0 - np.clip(speed / 0.5, 0, 1))

@@ -38,11 +38,12 @@ from mann_jax.control.rollout import (
 )
 from mann_jax.data import layout
 from mann_jax.evaluate.motion import bone_length_drift, frozen_while_turning, jitter, root_speed_tracking
-from mann_jax.evaluate.skating import foot_skating, ground_height, paw_positions
+from mann_jax.evaluate.skating import FloorMode, foot_skating, ground_height, paw_positions
 
 
 def motion_metrics(bones: np.ndarray, root_positions: np.ndarray, root_directions: np.ndarray,
-                   commanded_speed: np.ndarray | None = None, *, fps: float, floor: str = "floor") -> dict[str, Any]:
+                   commanded_speed: np.ndarray | None = None, *, fps: float,
+                   floor: FloorMode = "floor") -> dict[str, Any]:
     """Every motion metric of ONE rollout (``bones (T, 27, 3)``, roots ``(T, 3)``), as plain floats.
 
     Args:
@@ -125,7 +126,7 @@ class ScenarioRollouts:
         """Frames of scenario ``s`` before padding."""
         return self.scenarios[s].num_frames
 
-    def metrics(self, *, fps: float, floor: str = "floor") -> list[dict[str, dict[str, Any]]]:
+    def metrics(self, *, fps: float, floor: FloorMode = "floor") -> list[dict[str, dict[str, Any]]]:
         """Per model, ``{scenario name: motion_metrics}`` (padding excluded)."""
         r = self.result
         out = []

@@ -130,7 +130,7 @@ class ExpertLayer:
         """Number of non-zero expert weights."""
         if self.alpha is not None:
             return int(np.count_nonzero(self.alpha))
-        return int(np.count_nonzero(self.csr[2]))
+        return int(np.count_nonzero(self.csr_arrays()[2]))
 
     @property
     def density(self) -> float:
@@ -142,7 +142,7 @@ class ExpertLayer:
             return self.alpha
         k, i, o = self.n_experts, self.in_features, self.out_features
         m = np.zeros((o, k * i), np.float32)
-        indptr, indices, data = self.csr
+        indptr, indices, data = self.csr_arrays()
         m[np.repeat(np.arange(o), np.diff(indptr)), indices] = data
         return np.ascontiguousarray(m.reshape(o, k, i).transpose(1, 2, 0))
 
@@ -150,6 +150,7 @@ class ExpertLayer:
         """CSR ``(indptr, indices, data)`` of the stacked ``(out, K*in)`` matrix (built if dense)."""
         if self.csr is not None:
             return self.csr
+        assert self.alpha is not None  # __post_init__: exactly one of alpha and csr
         return stacked_csr(self.alpha)
 
     @classmethod
@@ -340,11 +341,12 @@ def compact_from_params(
          np.ascontiguousarray(p["gating"][f"layer{l}"]["bias"], np.float32))
         for l in range(3)
     )
-    layers = tuple(ExpertLayer.from_dense(p[f"layer{l}"]["alpha"], p[f"layer{l}"]["beta"], storage=storage)
-                   for l in range(3))
+    expert0, expert1, expert2 = (ExpertLayer.from_dense(p[f"layer{l}"]["alpha"], p[f"layer{l}"]["beta"],
+                                                        storage=storage) for l in range(3))
     model = CompactModel(
         normalisation=norm, gating_indices=tuple(int(i) for i in gating_indices), gating=gating,
-        layers=layers, kept_units=kept, original_hidden_sizes=original, metadata=dict(metadata or {}))
+        layers=(expert0, expert1, expert2), kept_units=kept, original_hidden_sizes=original,
+        metadata=dict(metadata or {}))
     _check_model(model, "<params>")
     return model
 
@@ -364,10 +366,10 @@ def _arrays_of(model: CompactModel) -> dict[str, np.ndarray]:
         arrays[f"gating{l}.kernel"], arrays[f"gating{l}.bias"] = kernel, bias
     for l, layer in enumerate(model.layers):
         arrays[f"layer{l}.beta"] = layer.beta
-        if layer.storage == "dense":
+        if layer.alpha is not None:  # storage "dense"
             arrays[f"layer{l}.alpha"] = layer.alpha
         else:
-            indptr, indices, data = layer.csr
+            indptr, indices, data = layer.csr_arrays()
             small = layer.n_experts * layer.in_features <= 65536
             arrays[f"layer{l}.indptr"] = indptr.astype(np.int32)
             arrays[f"layer{l}.indices"] = indices.astype(np.uint16 if small else np.int32)
@@ -396,7 +398,8 @@ def save_compact(model: CompactModel, path: str | os.PathLike) -> Path:
         "metadata": model.metadata,
     }
     blob = np.frombuffer(json.dumps(header, sort_keys=True, default=str).encode("utf-8"), np.uint8)
-    return write_atomically(path, lambda f: np.savez(f, header=blob, **arrays))
+    # Plain arrays only (load_compact reads with allow_pickle=False too).
+    return write_atomically(path, lambda f: np.savez(f, header=blob, allow_pickle=False, **arrays))
 
 
 def _umask() -> int:

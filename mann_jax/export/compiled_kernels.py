@@ -43,13 +43,14 @@ from typing import Any
 
 import numpy as np
 
+#: Whether the compiled kernels can be used (numba imports).
+AVAILABLE: bool
 try:
     import numba
-except ImportError:  # pragma: no cover - numba is a dependency; engines may lack it
-    numba = None
 
-#: Whether the compiled kernels can be used (numba imports).
-AVAILABLE: bool = numba is not None
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - numba is a dependency; engines may lack it
+    AVAILABLE = False
 
 #: Column indices are stored as ``uint16`` (2 bytes per non-zero) up to this many rows of the
 #: stacked matrix, as ``int32`` beyond.
@@ -280,7 +281,7 @@ class Frame:
         self.y = np.empty(layers[2].shape[1], np.float32)
         h = [np.ones(w, np.float32) for w in widths]  # layer inputs with their trailing 1
         scratch = max(len(gating_indices), g[0].shape[1], g[1].shape[1]) + 1
-        self._args = (
+        self._args: tuple[np.ndarray, ...] = (
             np.ascontiguousarray(x_mean, np.float32), np.ascontiguousarray(x_std, np.float32),
             np.ascontiguousarray(gating_indices, np.int64), *g,
             np.empty(scratch, np.float32), np.empty(scratch, np.float32), self.omega, *h, self.y,

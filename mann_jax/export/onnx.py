@@ -127,7 +127,7 @@ def build_onnx(model: CompactModel, *, formulation: Formulation = "mix",
     for l, layer in enumerate(model.layers):
         i, o = layer.in_features, layer.out_features
         alpha = layer.dense_alpha()
-        bias = g.op("MatMul", [omega, g.const(f"layer{l}_beta", layer.beta)])
+        expert_bias = g.op("MatMul", [omega, g.const(f"layer{l}_beta", layer.beta)])
         if formulation == "mix":
             scaled = g.op("Mul", [omega_col, g.op("Unsqueeze", [h, axes1])])  # (B, K, I)
             flat = g.op("Reshape", [scaled, g.const("shape", np.array([0, k * i], np.int64))])
@@ -137,7 +137,7 @@ def build_onnx(model: CompactModel, *, formulation: Formulation = "mix",
             a = g.const(f"layer{l}_alpha", alpha.reshape(k, i * o), allow_sparse=True)
             w = g.op("Reshape", [g.op("MatMul", [omega, a]), g.const("shape", np.array([0, i, o], np.int64))])
             y = g.op("Squeeze", [g.op("MatMul", [g.op("Unsqueeze", [h, axes1]), w]), axes1])
-        h = g.op("Add", [y, bias], f"layer{l}_out")
+        h = g.op("Add", [y, expert_bias], f"layer{l}_out")
         if l < 2:
             h = g.op("Elu", [h], alpha=1.0)
     h = g.op("Mul", [h, g.const("y_std", np.asarray(n.y_std, np.float32))])

@@ -311,7 +311,9 @@ class NumpyRuntime:
             h1, v = self._h1[l], self._v[l]
             np.multiply(omega[:, None], h1[None, :], out=v)
             if self.kernels[l] == "dense":
-                y = v.reshape(-1) @ self._dense[l]
+                dense = self._dense[l]
+                assert dense is not None  # kept for a dense kernel without the compiled frame (__init__)
+                y = v.reshape(-1) @ dense
             else:
                 y = self._sparse[l] @ v.reshape(-1)
             if l < 2:
@@ -351,7 +353,9 @@ class NumpyRuntime:
         for l in range(3):
             v = (omega[:, None, :] * h[None, :, :]).reshape(k * h.shape[0], n)
             if self.batch_kernels[l] == "dense":
-                y = self._dense[l].T @ v
+                dense = self._dense[l]
+                assert dense is not None  # kept for a dense batch kernel (__init__)
+                y = dense.T @ v
             else:
                 y = self._sparse[l] @ v
             if l < 2:
@@ -384,7 +388,7 @@ def _float32_products(fn: Any) -> Any:
     return wrapped
 
 
-def _jax_forward(arrays: dict[str, Any], x: Any, *, kinds: tuple[str, str, str]) -> tuple[Any, Any]:
+def _jax_forward(arrays: dict[str, Any], x: Any, *, kinds: tuple[str, ...]) -> tuple[Any, Any]:
     """One frame (``x`` 1-D); ``vmap`` it for a batch. Returns ``(y, omega)``."""
     import jax
     import jax.numpy as jnp

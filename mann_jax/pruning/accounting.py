@@ -128,8 +128,8 @@ def _layers(flat: Flat, prefix: str, names: tuple[str, str]) -> list[tuple[np.nd
         if not path.startswith(prefix):
             continue
         rest = path[len(prefix):].split("/")
-        if len(rest) == 2 and _LAYER.match(rest[0]) and rest[1] == names[0]:
-            found[int(_LAYER.match(rest[0]).group(1))] = (
+        if len(rest) == 2 and (layer := _LAYER.match(rest[0])) and rest[1] == names[0]:
+            found[int(layer.group(1))] = (
                 flat[path], flat[f"{prefix}{rest[0]}/{names[1]}"])
     if not found:
         raise ValueError(f"no '{prefix}layerN/{names[0]}' leaves in the params tree")

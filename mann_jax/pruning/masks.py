@@ -95,7 +95,8 @@ class PruningState(NamedTuple):
         inner_state: State of the wrapped transformation.
     """
 
-    count: jax.Array
+    # Ignored for mypy: the field shadows tuple.count, as optax's states' do; its name is in every checkpoint.
+    count: jax.Array  # type: ignore[assignment]
     target_sparsity: jax.Array
     masks: Any
     inner_state: Any
@@ -197,7 +198,7 @@ class MaskUpdate(NamedTuple):
     raw_scores: Callable[[int], jax.Array]
     scores_of: Callable[..., jax.Array]
     sparsity: jax.Array
-    scope: str
+    scope: Scope
     axis_name: str | None
     n_m: tuple[int, int]
 
@@ -240,10 +241,10 @@ def _neuron_leaves(params: Any, select: PrunableFn) -> set[str]:
 def _neuron_update(u: MaskUpdate) -> dict[int, jax.Array]:
     idx = {p: i for i, p in enumerate(u.paths)}
     # Pruned weights add 0 to a unit's score; pruned units themselves score -inf.
-    elem = tuple(u.scores_of(idx[f"layer{j}/alpha"], 0.0) for j in range(3))
+    elem0, elem1, elem2 = (u.scores_of(idx[f"layer{j}/alpha"], 0.0) for j in range(3))
     alive = structured.units_from_masks(u.masks)
-    u0, u1 = structured.prune_units(structured.unit_scores(elem, alive), alive, u.sparsity, scope=u.scope,
-                                    axis_name=u.axis_name)
+    u0, u1 = structured.prune_units(structured.unit_scores((elem0, elem1, elem2), alive), alive, u.sparsity,
+                                    scope=u.scope, axis_name=u.axis_name)
     leaf_masks = structured.leaf_masks_from_units(u.params, u0, u1)
     return {idx[f"{layer}/{name}"]: mk for (layer, name), mk in leaf_masks.items()}
 
@@ -251,6 +252,10 @@ def _neuron_update(u: MaskUpdate) -> dict[int, jax.Array]:
 def _neuron_settings(n_m: tuple[int, int], prunable: Any) -> None:
     if prunable is not None:
         raise ConfigError("neuron pruning removes hidden units of layer0/layer1; it takes no prunable filter")
+
+
+def _neuron_params(params: Any, chosen: set[str], n_m: tuple[int, int]) -> None:
+    structured.check_mann_params(params)
 
 
 def _n_m_settings(n_m: tuple[int, int], prunable: Any) -> None:
@@ -276,7 +281,7 @@ def _n_m_update(u: MaskUpdate) -> dict[int, jax.Array]:
 GRANULARITIES: dict[str, GranularityRule] = {
     "unstructured": GranularityRule(_filtered_leaves, _unstructured_update),
     "neuron": GranularityRule(_neuron_leaves, _neuron_update, check_settings=_neuron_settings,
-                              check_params=lambda params, chosen, n_m: structured.check_mann_params(params)),
+                              check_params=_neuron_params),
     "n:m": GranularityRule(_filtered_leaves, _n_m_update, check_settings=_n_m_settings, check_params=_n_m_params),
 }
 
@@ -486,7 +491,7 @@ def magnitude_masks(
     out = [jnp.ones((), bool)] * len(leaves)
     for i, mk in zip(idx, kept):
         out[i] = mk
-    return treedef.unflatten(out)
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def pruned_entries(masks: Any) -> tuple[jax.Array, jax.Array]:
@@ -511,7 +516,7 @@ def sparsity_report(tree: Any, prunable: PrunableFn | str | None = None) -> dict
     """
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     is_masks = bool(flat) and all(np.asarray(leaf).dtype == np.bool_ for _, leaf in flat)
-    chosen = None if is_masks else set(prunable_paths(tree, prunable))
+    chosen = set() if is_masks else set(prunable_paths(tree, prunable))  # masks: every full-shape leaf counts
     report: dict[str, float] = {}
     zeros = total = 0
     for path, leaf in flat:

@@ -40,10 +40,10 @@ import math
 from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from mann_jax.config_errors import ConfigError
@@ -201,7 +201,7 @@ def schedule_params(name: str) -> tuple[str, ...]:
     return tuple(inspect.signature(SCHEDULES[name]).parameters)
 
 
-def schedule_from_config(pruning_config: Any, *, total_steps: int) -> Schedule:
+def schedule_from_config(pruning_config: ml_collections.ConfigDict, *, total_steps: int) -> Schedule:
     """The :class:`Schedule` of a ``pruning`` config section over ``total_steps``.
 
     The section names the schedule (``schedule``) and its window (``start``, ``end``); each factory

@@ -198,7 +198,7 @@ def kth_smallest_key(keys: jax.Array, k: jax.Array, *, bits: int) -> jax.Array:
         return _kth_smallest_key_by_histogram(keys, k, bits=bits)
     digits = jnp.arange((1 << bits) - 1, dtype=jnp.uint32)
 
-    def one_pass(p: int, prefix: jax.Array) -> jax.Array:
+    def one_pass(p: jax.Array, prefix: jax.Array) -> jax.Array:
         shift = jnp.uint32(32 - bits) - jnp.uint32(bits) * p.astype(jnp.uint32)
         candidates = prefix | (digits << shift) | ((jnp.uint32(1) << shift) - jnp.uint32(1))
         if bits == 1:  # one candidate: a plain reduction (XLA:CPU runs it faster than a [1, n] one)

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from mann_jax.config_errors import ConfigError
@@ -37,7 +38,7 @@ RHO_THRESHOLD = 0.5  # agreement: per-seed Spearman rho, mean - std above this
 JACCARD_THRESHOLD = 0.5  # agreement: per-seed overlap of the actions broken, mean - std above this
 
 
-def check_levels(config: Any) -> float:
+def check_levels(config: ml_collections.ConfigDict) -> float:
     """The sparse level, checked to be a trained level other than the dense one (0).
 
     Raises:
@@ -55,8 +56,8 @@ def check_levels(config: Any) -> float:
     return sparse
 
 
-def dense_and_sparse(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True
-                     ) -> tuple[TrainedModels, list[int], list[int], Any]:
+def dense_and_sparse(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
+                     progress: bool = True) -> tuple[TrainedModels, list[int], list[int], Any]:
     """The trade-off models and the indices of the dense and sparse models (seed order, paired), and the dataset.
 
     Raises:
@@ -134,6 +135,7 @@ def _heatmaps(panels: list[tuple[str, np.ndarray]], rows: list[str], cols: list[
                 dark = bool(np.isfinite(v) and strength > 0.6)
                 ax.text(j, i, "n/a" if not np.isfinite(v) else fmt.format(v), ha="center", va="center", fontsize=7,
                         color="white" if dark else "black")
+    assert im is not None  # one image per panel, and there are panels
     fig.colorbar(im, ax=axes[0].tolist(), label=cbar, shrink=0.9)
     fig.suptitle(title)
     return fig
@@ -153,7 +155,8 @@ def _cell(mean: float, std: float, spec: str) -> str:
     return "n/a" if not math.isfinite(mean) else f"{mean:{spec}} ± {std:{spec.lstrip('+')}}"
 
 
-def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
+        progress: bool = True) -> dict[str, Any]:
     """Run the ablation experiment; write ``<workdir>/ablation/``; return the ``results.json`` payload."""
     t0 = time.time()
     fps = float(config.study.fps)

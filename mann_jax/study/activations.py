@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from mann_jax.evaluate import gating as gating_lib
@@ -134,7 +135,8 @@ def _similarity_figure(cosine: dict[str, dict[str, Any]], entropy: dict[str, dic
     return fig
 
 
-def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
+        progress: bool = True) -> dict[str, Any]:
     """Run the activations experiment; write ``<workdir>/activations/``; return the ``results.json`` payload."""
     t0 = time.time()
     fps = float(config.study.fps)
@@ -174,18 +176,18 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
         f"The sparse model's gating is slightly flatter: the entropy of its coefficients (nats, mean over the "
         f"actions; ln K = {max_h:.3f} is all experts equal) is greater than the dense model's.",
         verdict, f"sparse {evidence.replace(' vs ', ' vs dense ', 1)}"))
-    for sc in [c for c in ("walk", "run") if c in scen]:
-        verdict, evidence = stats.compare_means(variation["sparse"][sc], variation["dense"][sc], claim="less")
+    for gait in [c for c in ("walk", "run") if c in scen]:
+        verdict, evidence = stats.compare_means(variation["sparse"][gait], variation["dense"][gait], claim="less")
         findings.append(stats.Finding(
             None,
-            f"While {'walking' if sc == 'walk' else 'running'}, the sparse model's gating moves less over time than "
+            f"While {'walking' if gait == 'walk' else 'running'}, the sparse model's gating moves less over time than "
             f"the dense model's (mean over experts of the standard deviation of the coefficients over the frames "
             f"after the first second; a gating that hands over between experts within each stride moves).",
             verdict, f"sparse {evidence.replace(' vs ', ' vs dense ', 1)}"))
 
     out = Path(workdir) / EXPERIMENT
     series = {kind: {sc: per_sc[sc]["series"][sl_.start] for sc in scen} for kind, sl_ in groups.items()}
-    frames = {sc: tuple(int(v) for v in per_sc[sc]["frames"]) for sc in scen}
+    frames = {sc: (int(per_sc[sc]["frames"][0]), int(per_sc[sc]["frames"][1])) for sc in scen}
     figs = [
         results.save_figure(_series_figure(series, frames, scen, fps=fps, seed=seeds[0], sparse_level=sl), out,
                             "gating_over_time"),

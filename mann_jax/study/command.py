@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
+import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
@@ -33,7 +33,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (models/ and on
 Results = registry.Results
 
 
-def check_study_settings(config: Any) -> None:
+def check_study_settings(config: ml_collections.ConfigDict) -> None:
     """The ``study`` settings every experiment reads, checked before any model trains.
 
     Raises:
@@ -47,7 +47,7 @@ def check_study_settings(config: Any) -> None:
               "sparsity levels in [0, 1)")
 
 
-def run_one(name: str, config: Any, workdir: str) -> Results:
+def run_one(name: str, config: ml_collections.ConfigDict, workdir: str) -> Results:
     """Run registered experiment ``name``; print its tables, findings, where it wrote and a JSON last line."""
     exp = registry.EXPERIMENTS[name]
     res = exp.run(config, workdir)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 
 from mann_jax.config_errors import ConfigError
@@ -71,7 +72,7 @@ def masked_params(params: Any, masks: Any) -> Any:
                         if np.ndim(m) == np.ndim(p) else np.asarray(p), params, masks)
 
 
-def replay_window_set(config: Any, dataset: Any) -> ReplayWindows:
+def replay_window_set(config: ml_collections.ConfigDict, dataset: Any) -> ReplayWindows:
     """The held-out windows every experiment replays: ``study.max_replay_windows`` windows of
     ``study.replay_window_seconds`` from the clips of ``study.eval_split``."""
     st = config.study
@@ -105,8 +106,8 @@ class Evaluation:
                           positions=tuple(self.positions[w] for w in where))
 
 
-def evaluate_models(models: TrainedModels, indices: Sequence[int], dataset: Any, config: Any, windows: Any,
-                    *, scenario_names: Sequence[str] = SCENARIOS) -> Evaluation:
+def evaluate_models(models: TrainedModels, indices: Sequence[int], dataset: Any, config: ml_collections.ConfigDict,
+                    windows: Any, *, scenario_names: Sequence[str] = SCENARIOS) -> Evaluation:
     """Scenario metrics, validation / test loss, held-out replay error and counts of models ``indices``."""
     idx = [int(i) for i in indices]
     masks = jax.tree.map(lambda m: np.asarray(m)[np.asarray(idx)], models.masks)

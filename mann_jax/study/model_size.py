@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from mann_jax.pruning import accounting
@@ -22,8 +23,8 @@ from mann_jax.study.stats import Finding
 TOLERANCE = 0.02
 
 
-def run(config: Any, workdir: str | Path, *, sparsities: Sequence[float] = accounting.STUDY_SPARSITIES
-        ) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: str | Path, *,
+        sparsities: Sequence[float] = accounting.STUDY_SPARSITIES) -> dict[str, Any]:
     """Compute Table 1, write ``<workdir>/model_size/`` and return the rows and findings.
 
     ``config`` is unused (Table 1 counts the study's own model, whatever the config trains); it keeps

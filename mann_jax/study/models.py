@@ -31,8 +31,8 @@ from mann_jax.pruning import find_pruning_state
 from mann_jax.train import ModelFunctions, build_model, initial_model, make_eval_loss
 
 
-def sweep_config(config: Any, *, levels: Sequence[float], overrides: Mapping[str, Any] | None = None
-                 ) -> ml_collections.ConfigDict:
+def sweep_config(config: ml_collections.ConfigDict, *, levels: Sequence[float],
+                 overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
     """A sweep config from a study config: its levels, the study's seeds, ``{"a.b": value}`` overrides.
 
     Raises:
@@ -93,7 +93,7 @@ class TrainedModels:
         return jax.tree.map(lambda a: np.asarray(a)[idx], self.params)
 
 
-def trained_models(config: Any, workdir: str | Path, name: str, *, levels: Sequence[float],
+def trained_models(config: ml_collections.ConfigDict, workdir: str | Path, name: str, *, levels: Sequence[float],
                    overrides: Mapping[str, Any] | None = None, dataset: Any = None,
                    progress: bool = True) -> TrainedModels:
     """The models ``name`` (one per level and seed), trained now unless ``<workdir>/models/<name>`` has them."""
@@ -112,7 +112,8 @@ def trained_models(config: Any, workdir: str | Path, name: str, *, levels: Seque
 TRADEOFF = "unstructured"
 
 
-def tradeoff_models(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> TrainedModels:
+def tradeoff_models(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
+                    progress: bool = True) -> TrainedModels:
     """The trade-off sweep's models (trained on first use; shared by tradeoff, ablation and activations)."""
     return trained_models(config, workdir, TRADEOFF, levels=config.study.levels, dataset=dataset, progress=progress)
 
@@ -131,7 +132,7 @@ def weights_digest(folder: str | Path) -> str:
     return h.hexdigest()
 
 
-def reference_models(config: Any, like: TrainedModels, *, dataset: Any, eval_chunk: int = 4096
+def reference_models(config: ml_collections.ConfigDict, like: TrainedModels, *, dataset: Any, eval_chunk: int = 4096
                      ) -> TrainedModels | None:
     """The network of ``config.train.init_from`` untouched, as one dense model shaped like ``like``'s.
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from mann_jax.metric_writer import MetricWriter
@@ -140,7 +141,7 @@ def read_results(out_dir: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
-def scale_of(config: Any) -> dict[str, Any]:
+def scale_of(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The scale of a study config, for the report: data, model, budget, seeds."""
     return {"data": config.data.source if config.data.source != "bvh" else f"bvh:{config.data.path}",
             "experts": int(config.model.n_experts), "hidden": list(config.model.hidden_sizes),

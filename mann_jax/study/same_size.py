@@ -82,7 +82,7 @@ class ParameterCounts:
         return self.total - self.prunable
 
 
-def parameter_counts(model_config: Any, *, prunable: str | None = None) -> ParameterCounts:
+def parameter_counts(model_config: ml_collections.ConfigDict, *, prunable: str | None = None) -> ParameterCounts:
     """Counts of the MANN ``model_config`` builds (shapes via ``jax.eval_shape``: nothing is allocated).
 
     Args:
@@ -132,7 +132,7 @@ class SizeMatch:
         return {**dataclasses.asdict(self), "pruned_nonzero": self.pruned_nonzero}
 
 
-def _with_hidden(model_config: Any, hidden: Sequence[int]) -> ml_collections.ConfigDict:
+def _with_hidden(model_config: ml_collections.ConfigDict, hidden: Sequence[int]) -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict(model_config.to_dict())
     cfg.hidden_sizes = tuple(int(h) for h in hidden)
     return cfg
@@ -155,7 +155,8 @@ def level_for_zeros(zeros: int, n: int) -> float:
     raise ValueError(f"no float32 sparsity level prunes exactly {zeros} of {n} weights")
 
 
-def matched_levels(model_config: Any, fractions: Sequence[float], *, prunable: str | None = None) -> list[SizeMatch]:
+def matched_levels(model_config: ml_collections.ConfigDict, fractions: Sequence[float], *,
+                   prunable: str | None = None) -> list[SizeMatch]:
     """For each fraction, the dense small model and the exactly matching sparsity of the base model.
 
     Args:
@@ -203,7 +204,7 @@ def matched_levels(model_config: Any, fractions: Sequence[float], *, prunable: s
     return out
 
 
-def prunable_regex(config: Any) -> str:
+def prunable_regex(config: ml_collections.ConfigDict) -> str:
     """The prunable-leaf regex training uses for ``config.pruning`` (unstructured, global only).
 
     Raises:
@@ -320,7 +321,7 @@ def _video(out: Path, pair: dict[str, Any], dense_ev: Evaluation, pruned_ev: Eva
     return render.write_videos(frames, out, stem, fps=fps / stride)
 
 
-def _findings(pairs: list[dict[str, Any]], config: Any, base_hidden: int) -> list[stats.Finding]:
+def _findings(pairs: list[dict[str, Any]], config: ml_collections.ConfigDict, base_hidden: int) -> list[stats.Finding]:
     st = config.study
     out = []
     for p in pairs:
@@ -349,7 +350,7 @@ def _findings(pairs: list[dict[str, Any]], config: Any, base_hidden: int) -> lis
     return out
 
 
-def _dense_overrides(config: Any, hidden: int, n_layers: int) -> dict[str, Any]:
+def _dense_overrides(config: ml_collections.ConfigDict, hidden: int, n_layers: int) -> dict[str, Any]:
     """The same-size dense model's settings: its hidden size, trained from scratch (a pretrained
     network of another size cannot start it) for ``study.same_size_dense_epochs`` when set."""
     overrides: dict[str, Any] = {"model.hidden_sizes": (hidden,) * n_layers, "train.init_from": ""}
@@ -359,7 +360,8 @@ def _dense_overrides(config: Any, hidden: int, n_layers: int) -> dict[str, Any]:
     return overrides
 
 
-def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
+        progress: bool = True) -> dict[str, Any]:
     """Trains (or reloads) the dense small and matched pruned models, evaluates and writes ``<workdir>/same_size/``.
 
     Returns:
@@ -385,7 +387,8 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
     pruned = trained_models(config, workdir, PRUNED, levels=[m.level for m in matches], dataset=dataset,
                             progress=progress)
     pruned_all = evaluate_models(pruned, range(len(pruned.levels)), dataset, config, windows)
-    pairs, evals = [], []
+    pairs: list[dict[str, Any]] = []
+    evals: list[tuple[Evaluation, Evaluation]] = []
     for m in matches:
         dense_name = f"dense_h{m.hidden}"
         dense = trained_models(config, workdir, dense_name, levels=(0.0,),

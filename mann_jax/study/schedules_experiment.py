@@ -29,6 +29,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from mann_jax.config_errors import ConfigError
@@ -54,7 +55,7 @@ SHOWN: dict[str, str] = {
 MAX_CURVE_POINTS = 400
 
 
-def schedule_overrides(config: Any, name: str) -> dict[str, Any]:
+def schedule_overrides(config: ml_collections.ConfigDict, name: str) -> dict[str, Any]:
     """Config overrides of the sweep of schedule ``name`` (see the module docstring for one-shot)."""
     overrides: dict[str, Any] = {"pruning.schedule": name}
     if name == "one_shot":
@@ -65,7 +66,8 @@ def schedule_overrides(config: Any, name: str) -> dict[str, Any]:
     return overrides
 
 
-def sparsity_curve(pruning_config: Any, *, level: float, total_steps: int) -> dict[str, np.ndarray]:
+def sparsity_curve(pruning_config: ml_collections.ConfigDict, *, level: float,
+                   total_steps: int) -> dict[str, np.ndarray]:
     """Sparsity of the prunable weights over training, as the pruning wrapper applies it.
 
     Returns:
@@ -136,7 +138,8 @@ def _figures(out: Path, names: list[str], curves: dict[str, dict[str, np.ndarray
     return figures
 
 
-def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
+        progress: bool = True) -> dict[str, Any]:
     """Trains (or reloads) one sweep per schedule at ``config.study.schedule_level``, evaluates, writes
     ``<workdir>/schedules/``.
 
@@ -194,6 +197,7 @@ def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool
             "sparsity_curve": _change_points(curves[name], MAX_CURVE_POINTS),
         }
 
+    assert total_steps is not None  # set by the first schedule (names is not empty)
     summaries = {n: per[n]["metrics"] for n in names}
     figures = _figures(out, names, curves, summaries, int(total_steps), level)
 

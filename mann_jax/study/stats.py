@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 ALPHA = 0.05
 Verdict = Literal["supported", "contradicted", "inconclusive"]
 
 
-def summary(values: Sequence[float]) -> dict[str, Any]:
+def summary(values: Iterable[float]) -> dict[str, Any]:
     """``{"mean", "std", "n", "values"}`` (sample std, ddof = 1; 0 for one value; NaNs kept out)."""
     v = np.asarray([float(x) for x in values], np.float64)
     finite = v[np.isfinite(v)]
@@ -55,18 +56,18 @@ class Finding:
         return dataclasses.asdict(self)
 
 
-def compare_means(a: Sequence[float], b: Sequence[float], *, claim: Literal["less", "greater"]) -> tuple[Verdict, str]:
+def compare_means(a: npt.ArrayLike, b: npt.ArrayLike, *, claim: Literal["less", "greater"]) -> tuple[Verdict, str]:
     """Is mean(a) ``claim`` than mean(b)? Welch's one-sided t-test at :data:`ALPHA` (see the module docstring)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    sa, sb = summary(a), summary(b)
-    if len(a) < 2 or len(b) < 2:
+    va, vb = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    va, vb = va[np.isfinite(va)], vb[np.isfinite(vb)]
+    sa, sb = summary(va), summary(vb)
+    if len(va) < 2 or len(vb) < 2:
         return "inconclusive", f"{fmt(sa)} vs {fmt(sb)} (fewer than 2 seeds: no test)"
     opposite = "greater" if claim == "less" else "less"
     with np.errstate(all="ignore"):
-        p = float(stats.ttest_ind(a, b, equal_var=False, alternative=claim).pvalue)
-        q = float(stats.ttest_ind(a, b, equal_var=False, alternative=opposite).pvalue)
-    evidence = f"{fmt(sa)} vs {fmt(sb)} (n = {len(a)}, {len(b)}; Welch one-sided p = {p:.3g})"
+        p = float(stats.ttest_ind(va, vb, equal_var=False, alternative=claim).pvalue)
+        q = float(stats.ttest_ind(va, vb, equal_var=False, alternative=opposite).pvalue)
+    evidence = f"{fmt(sa)} vs {fmt(sb)} (n = {len(va)}, {len(vb)}; Welch one-sided p = {p:.3g})"
     if math.isfinite(p) and p < ALPHA:
         return "supported", evidence
     if math.isfinite(q) and q < ALPHA:
@@ -74,26 +75,26 @@ def compare_means(a: Sequence[float], b: Sequence[float], *, claim: Literal["les
     return "inconclusive", evidence
 
 
-def trend(x: Sequence[float], y: Sequence[float], *, claim: Literal["increasing", "decreasing"]) -> tuple[Verdict, str]:
+def trend(x: npt.ArrayLike, y: npt.ArrayLike, *, claim: Literal["increasing", "decreasing"]) -> tuple[Verdict, str]:
     """Does ``y`` rise (or fall) with ``x``? Spearman's rho, one-sided at :data:`ALPHA`."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return "inconclusive", f"{len(x)} points, no variation to test"
+    vx, vy = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(vx) & np.isfinite(vy)
+    vx, vy = vx[ok], vy[ok]
+    if len(vx) < 3 or np.ptp(vx) == 0 or np.ptp(vy) == 0:
+        return "inconclusive", f"{len(vx)} points, no variation to test"
     alternative = "greater" if claim == "increasing" else "less"
-    res = stats.spearmanr(x, y, alternative=alternative)
+    res = stats.spearmanr(vx, vy, alternative=alternative)
     rho, p = float(res.statistic), float(res.pvalue)
-    evidence = f"Spearman rho = {rho:+.3f} over {len(x)} (level, seed) points, one-sided p = {p:.3g}"
+    evidence = f"Spearman rho = {rho:+.3f} over {len(vx)} (level, seed) points, one-sided p = {p:.3g}"
     if p < ALPHA:
         return "supported", evidence
-    back = stats.spearmanr(x, y, alternative="less" if alternative == "greater" else "greater")
+    back = stats.spearmanr(vx, vy, alternative="less" if alternative == "greater" else "greater")
     if float(back.pvalue) < ALPHA:
         return "contradicted", evidence + f"; the opposite trend holds (p = {float(back.pvalue):.3g})"
     return "inconclusive", evidence
 
 
-def agreement(values: Sequence[float], *, threshold: float, what: str) -> tuple[Verdict, str]:
+def agreement(values: Iterable[float], *, threshold: float, what: str) -> tuple[Verdict, str]:
     """Do the per-seed similarities ``values`` clear ``threshold``? mean − std > threshold: supported;
     mean + std < threshold: contradicted; else inconclusive."""
     s = summary(values)

@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from mann_jax.data.dataset import build_dataset
@@ -65,7 +66,8 @@ from mann_jax.study.results import read_results, save_figure, scale_of, table, w
 STRUCTURED = "structured"
 
 
-def model_rows(models: TrainedModels, dataset: Any, windows: Any, config: Any) -> list[dict[str, Any]]:
+def model_rows(models: TrainedModels, dataset: Any, windows: Any,
+               config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
     """Per model of ``models``: name, level, seed, size (from the sweep's table) and every metric of
     :func:`mann_jax.study.evaluation.evaluate_models`."""
     ev = evaluate_models(models, range(len(models.levels)), dataset, config, windows)
@@ -83,7 +85,7 @@ def _json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
-def evaluation_settings(config: Any, dataset: Any) -> dict[str, Any]:
+def evaluation_settings(config: ml_collections.ConfigDict, dataset: Any) -> dict[str, Any]:
     """What the measurements depend on besides the models: the ``study`` section, the data (its cache
     key) and its normalisation, the scenarios and metrics (JSON)."""
     h = hashlib.sha256()
@@ -93,12 +95,13 @@ def evaluation_settings(config: Any, dataset: Any) -> dict[str, Any]:
                   "scenarios": list(SCENARIOS), "metrics": sorted(METRICS)})
 
 
-def _windows_data(windows: Any, config: Any) -> dict[str, Any]:
+def _windows_data(windows: Any, config: ml_collections.ConfigDict) -> dict[str, Any]:
     return _json({"count": int(windows.num_windows), "seconds": config.study.replay_window_seconds,
                   "clips": sorted({str(c) for c in windows.clips})})
 
 
-def previous_data(out_dir: Path, config: Any, dataset: Any, windows: Any) -> dict[str, Any] | None:
+def previous_data(out_dir: Path, config: ml_collections.ConfigDict, dataset: Any,
+                  windows: Any) -> dict[str, Any] | None:
     """The ``data`` of an earlier ``results.json`` in ``out_dir`` measured under the same evaluation
     settings (None when there is none, it cannot be read, or the settings differ)."""
     try:
@@ -141,7 +144,7 @@ def reused_rows(previous: Mapping[str, Any] | None, key: str, models: TrainedMod
     return [{k: float("nan") if v is None else v for k, v in r.items()} for r in old]  # JSON null = NaN
 
 
-def reference_row(config: Any, like: TrainedModels, dataset: Any, windows: Any,
+def reference_row(config: ml_collections.ConfigDict, like: TrainedModels, dataset: Any, windows: Any,
                   previous: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The dense reference's row (the network of ``train.init_from`` untouched, measured like every
     model), or None when the study does not start from a network; reused from ``previous`` when that
@@ -222,7 +225,8 @@ def _plot_curves(curves: dict[str, list[dict[str, Any]]], keys: list[tuple[str, 
     return save_figure(fig, out_dir, stem)
 
 
-def run(config: Any, workdir: str | Path, *, dataset: Any = None, progress: bool = True) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
+        progress: bool = True) -> dict[str, Any]:
     """Train (or reuse) the models, measure them, write ``<workdir>/tradeoff/`` and return the results."""
     start = time.perf_counter()
     out_dir = Path(workdir) / "tradeoff"
