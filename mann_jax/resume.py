@@ -1,16 +1,22 @@
 """A run's workdir and resumption: the checks made before a run touches a workdir's checkpoints.
 
 A workdir resumes only the run it was started with: the latest checkpoint's meta records the config
-and the data's cache key, and a resumed run must match both, except for the settings that only steer
-the loop (:data:`_RESUMABLE_CHANGES`, and a caller's ``allowed`` ones, e.g. a sweep's strategy). Every
-refusal comes before anything in the workdir is rewritten, so a refused run leaves it as it was.
+and the data, and a resumed run must match both, except for the settings that only steer the loop
+(:data:`_RESUMABLE_CHANGES`, and a caller's ``allowed`` ones, e.g. a sweep's strategy). The data is
+matched by the digest of the rows the run trains on (:func:`rows_digest`), not by the cache key: the
+key also changes with any edit of the row code, and a long run must survive an edit that leaves the
+rows as they were (checkpoints written before the digest existed are matched by key). Every refusal
+comes before anything in the workdir is rewritten, so a refused run leaves it as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mann_jax.checkpoint import CheckpointError, Checkpoints
 from mann_jax.errors import TrainingError
@@ -72,16 +78,34 @@ def check_resume_step(start_step: int, total_steps: int, n_batches: int, workdir
             f"{-(-start_step // n_batches)} to go on, or use a new --workdir")
 
 
+def rows_digest(*arrays: np.ndarray) -> str:
+    """SHA-256 (32 hex digits) of arrays' dtypes, shapes and bytes, in order: which rows a run trains on."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data.cast("B"))
+    return h.hexdigest()[:32]
+
+
 def check_checkpoint_setup(checkpoints: Checkpoints, config_dict: dict[str, Any], data_key: str, workdir: Path,
-                           allowed: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+                           allowed: frozenset[str] | set[str] = frozenset(), *,
+                           data_digest: str | None = None) -> dict[str, Any]:
     """The latest checkpoint's meta, after checking it was made with this config and data.
+
+    The data matches when the meta's ``data_digest`` equals ``data_digest`` (:func:`rows_digest`), or,
+    for a checkpoint without one, when its ``data_key`` equals ``data_key``.
 
     Raises:
         CheckpointError: a different config (outside ``allowed`` changes) or different data.
     """
     meta = checkpoints.read_meta()
     check_resumable(meta["config"], config_dict, workdir, allowed)
-    if meta.get("data_key") != data_key:
+    if meta.get("data_digest") is not None and data_digest is not None:
+        if meta["data_digest"] != data_digest:
+            raise CheckpointError(f"{workdir}: the run there was trained on different rows (digest "
+                                  f"{meta['data_digest']} != {data_digest}); use a new --workdir")
+    elif meta.get("data_key") != data_key:
         raise CheckpointError(f"{workdir}: the run there was trained on different data (cache key "
                               f"{meta.get('data_key')} != {data_key}); use a new --workdir")
     return meta

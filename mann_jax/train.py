@@ -48,7 +48,7 @@ from mann_jax.errors import TrainingError
 from mann_jax.loop import Periodic, closing_outputs, run_loop, steps_one_after_another
 from mann_jax.metric_writer import MetricWriter, flatten_config, json_safe
 from mann_jax.model import MANN, apply, check_params
-from mann_jax.resume import check_checkpoint_setup, check_resume_step, prepare_workdir
+from mann_jax.resume import check_checkpoint_setup, check_resume_step, prepare_workdir, rows_digest
 
 Params = dict[str, Any]
 
@@ -324,7 +324,8 @@ class TrainingData:
     batch_size: int
     n_batches: int
     total_steps: int
-    data_key: str
+    data_key: str  # the dataset's cache key (inputs, settings, row code)
+    data_digest: str  # the rows themselves (resume.rows_digest): what a resumed run must match
 
     def gating_rows(self) -> np.ndarray:
         """About :data:`GATING_ROWS` rows spread over the validation split (the first training rows without one)."""
@@ -341,7 +342,8 @@ def training_data(config: ml_collections.ConfigDict, dataset: Dataset | None = N
                   progress: bool = True) -> TrainingData:
     """Builds (or takes) the dataset of ``config.data`` and works out batches per epoch and total steps.
 
-    ``data_key`` (the checkpoint's record of the data) is the dataset's own
+    ``data_digest`` (:func:`~mann_jax.resume.rows_digest` of the split arrays) is what a resumed run
+    must match. ``data_key``, also recorded, is the dataset's own
     :attr:`~mann_jax.data.dataset.Dataset.cache_key`, computed once by
     :func:`~mann_jax.data.dataset.build_dataset` (the input files are hashed once per run), or
     ``cache_key(config.data)`` for a dataset that carries none (built without the cache). Same
@@ -362,7 +364,8 @@ def training_data(config: ml_collections.ConfigDict, dataset: Dataset | None = N
         raise TrainingError(f"{len(x_train)} training rows are fewer than one batch of {batch_size}")
     return TrainingData(x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, batch_size=batch_size,
                         n_batches=n_batches, total_steps=int(config.train.epochs) * n_batches,
-                        data_key=dataset.cache_key if dataset.cache_key is not None else cache_key(config.data))
+                        data_key=dataset.cache_key if dataset.cache_key is not None else cache_key(config.data),
+                        data_digest=rows_digest(x_train, y_train, x_val, y_val))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,7 +387,7 @@ class Run:
         """The checkpoint meta of ``step``: its place in the data, and the setup a resume is checked against."""
         n = self.data.n_batches
         return {"epoch": step // n, "batch_in_epoch": step % n, "n_batches": n, "config": self.config_dict,
-                "data_key": self.data.data_key}
+                "data_key": self.data.data_key, "data_digest": self.data.data_digest}
 
     def batch_order(self, epoch: int, *, seed: int) -> np.ndarray:
         """:func:`batch_order` of the training rows in ``epoch``."""
@@ -429,13 +432,14 @@ def start_run(
     config_dict = config.to_dict()
     # Several processes: the same config (the data cache may sit elsewhere on each host), data and workdir.
     multihost.check_same_run({"config": {**config_dict, "data": {**config_dict["data"], "cache_dir": None}},
-                              "data_key": data.data_key}, workdir)
+                              "data_digest": data.data_digest}, workdir)
     tc = config.train
     checkpoints = Checkpoints(workdir / "checkpoints", save_every=int(tc.checkpoint_every_steps),
                               keep=int(tc.keep_checkpoints))
     saved_meta: dict[str, Any] = {}
     if checkpoints.latest_step() is not None:
-        saved_meta = check_checkpoint_setup(checkpoints, config_dict, data.data_key, workdir, allowed)
+        saved_meta = check_checkpoint_setup(checkpoints, config_dict, data.data_key, workdir, allowed,
+                                            data_digest=data.data_digest)
         state, _ = checkpoints.restore(state)
     start_step = step_of(state)
     check_resume_step(start_step, data.total_steps, data.n_batches, workdir)
