@@ -5,7 +5,8 @@ and the data, and a resumed run must match both, except for the settings that on
 (:data:`_RESUMABLE_CHANGES`, and a caller's ``allowed`` ones, e.g. a sweep's strategy). The data is
 matched by the digest of the rows the run trains on (:func:`rows_digest`), not by the cache key: the
 key also changes with any edit of the row code, and a long run must survive an edit that leaves the
-rows as they were (checkpoints written before the digest existed are matched by key). Every refusal
+rows as they were (a checkpoint written before the digest existed is matched by key, or by the rows
+of the dataset still cached under its key). Every refusal
 comes before anything in the workdir is rewritten, so a refused run leaves it as it was.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +91,13 @@ def rows_digest(*arrays: np.ndarray) -> str:
 
 
 def check_checkpoint_setup(checkpoints: Checkpoints, config_dict: dict[str, Any], data_key: str, workdir: Path,
-                           allowed: frozenset[str] | set[str] = frozenset(), *,
-                           data_digest: str | None = None) -> dict[str, Any]:
+                           allowed: frozenset[str] | set[str] = frozenset(), *, data_digest: str | None = None,
+                           digest_of_key: Callable[[str], str | None] | None = None) -> dict[str, Any]:
     """The latest checkpoint's meta, after checking it was made with this config and data.
 
     The data matches when the meta's ``data_digest`` equals ``data_digest`` (:func:`rows_digest`), or,
-    for a checkpoint without one, when its ``data_key`` equals ``data_key``.
+    for a checkpoint without one, when its ``data_key`` equals ``data_key`` or names a dataset whose
+    rows have that digest (``digest_of_key(key)``: None when that dataset is gone).
 
     Raises:
         CheckpointError: a different config (outside ``allowed`` changes) or different data.
@@ -105,7 +108,9 @@ def check_checkpoint_setup(checkpoints: Checkpoints, config_dict: dict[str, Any]
         if meta["data_digest"] != data_digest:
             raise CheckpointError(f"{workdir}: the run there was trained on different rows (digest "
                                   f"{meta['data_digest']} != {data_digest}); use a new --workdir")
-    elif meta.get("data_key") != data_key:
+    elif meta.get("data_key") != data_key and not (
+            digest_of_key is not None and data_digest is not None and meta.get("data_key") is not None
+            and digest_of_key(meta["data_key"]) == data_digest):
         raise CheckpointError(f"{workdir}: the run there was trained on different data (cache key "
                               f"{meta.get('data_key')} != {data_key}); use a new --workdir")
     return meta

@@ -43,7 +43,7 @@ from mann_jax import config_errors, multihost, optim, pruning
 from mann_jax.backend import jit_train_step
 from mann_jax.checkpoint import Checkpoints
 from mann_jax.data import layout
-from mann_jax.data.dataset import Dataset, build_dataset, cache_key
+from mann_jax.data.dataset import Dataset, build_dataset, cache_key, cached_dataset
 from mann_jax.errors import TrainingError
 from mann_jax.loop import Periodic, closing_outputs, run_loop, steps_one_after_another
 from mann_jax.metric_writer import MetricWriter, flatten_config, json_safe
@@ -368,6 +368,12 @@ def training_data(config: ml_collections.ConfigDict, dataset: Dataset | None = N
                         data_digest=rows_digest(x_train, y_train, x_val, y_val))
 
 
+def _cached_rows_digest(config: ml_collections.ConfigDict, key: str) -> str | None:
+    """The rows digest of the dataset cached under ``key``, split and normalised as ``config`` says."""
+    dataset = cached_dataset(config.data, key)
+    return None if dataset is None else training_data(config, dataset, progress=False).data_digest
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     """A started or resumed run (:func:`start_run`): what :func:`train` and the sweep share around the loop."""
@@ -439,7 +445,8 @@ def start_run(
     saved_meta: dict[str, Any] = {}
     if checkpoints.latest_step() is not None:
         saved_meta = check_checkpoint_setup(checkpoints, config_dict, data.data_key, workdir, allowed,
-                                            data_digest=data.data_digest)
+                                            data_digest=data.data_digest,
+                                            digest_of_key=lambda key: _cached_rows_digest(config, key))
         state, _ = checkpoints.restore(state)
     start_step = step_of(state)
     check_resume_step(start_step, data.total_steps, data.n_batches, workdir)

@@ -48,6 +48,13 @@ def test_the_rows_decide_when_the_checkpoint_has_a_digest(tmp_path):
     assert check_checkpoint_setup(old, config, "old-code", tmp_path, data_digest="rows") is old.meta
     with pytest.raises(CheckpointError, match="cache key"):
         check_checkpoint_setup(old, config, "new-code", tmp_path, data_digest="rows")
+    # ... or by the rows of the dataset still cached under its key.
+    cached = {"old-code": "rows", "gone": None}.get
+    assert check_checkpoint_setup(old, config, "new-code", tmp_path, data_digest="rows", digest_of_key=cached)
+    for digest, key in (("other rows", "old-code"), ("rows", "gone")):
+        with pytest.raises(CheckpointError, match="cache key"):
+            check_checkpoint_setup(_Saved({"config": saved, "data_key": key}), config, "new-code", tmp_path,
+                                   data_digest=digest, digest_of_key=cached)
 
 
 @pytest.mark.slow

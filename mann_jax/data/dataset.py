@@ -464,7 +464,7 @@ def build_dataset(config: ml_collections.ConfigDict, *, progress: bool = True, u
     path = key = None
     if use_cache:
         key = cache_key(config)  # the only hashing of the input files (the Dataset carries the key)
-        path = Path(config.cache_dir or default_cache_dir()) / f"{config.source}-{key}.npz"
+        path = cache_path(config, key)
         if path.exists():
             try:
                 cached = _from_npz(path)
@@ -491,6 +491,21 @@ def build_dataset(config: ml_collections.ConfigDict, *, progress: bool = True, u
     log.info("built dataset in %.1f s", time.perf_counter() - start)
     if path is not None:
         _to_npz(dataset, path)
+    return _normalised_as_configured(dataclasses.replace(dataset, cache_key=key), config)
+
+
+def cache_path(config: ml_collections.ConfigDict, key: str) -> Path:
+    """The cache file of the dataset with cache key ``key`` (``data.cache_dir``, default ~/.cache/mann_jax)."""
+    return Path(config.cache_dir or default_cache_dir()) / f"{config.source}-{key}.npz"
+
+
+def cached_dataset(config: ml_collections.ConfigDict, key: str) -> Dataset | None:
+    """The dataset cached under ``key`` (e.g. one an earlier version of the row code built), normalised as
+    ``config`` says; None when that file is gone or unreadable."""
+    try:
+        dataset = _from_npz(cache_path(config, key))
+    except Exception:  # missing, truncated or foreign: there is nothing to compare with
+        return None
     return _normalised_as_configured(dataclasses.replace(dataset, cache_key=key), config)
 
 
