@@ -264,7 +264,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 
 def test_resume_refuses_a_different_setup(tmp_path):
     config = tiny_config(tmp_path / "cache")
-    config.train.epochs = 1
+    config.train.update(epochs=1, batch_size=64)  # 7 steps: the fast suite's run of train() from start to end
     train(config, tmp_path / "run", progress=False)
     config.model.hidden_sizes = (32, 32)
     with pytest.raises(CheckpointError, match="different config"):
