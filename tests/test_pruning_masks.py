@@ -461,6 +461,7 @@ def test_bad_settings_are_clear_errors():
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains a MANN for 30 steps (the fast sweep test also prunes inside the training step)
 def test_prune_inside_make_train_step_reaches_target_exactly(tmp_path):
     config = default.get_config()
     config.model.update(hidden_sizes=(16, 16), n_experts=2)
