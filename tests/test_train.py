@@ -358,6 +358,7 @@ def test_run_loop_stops_before_saving_weights_a_step_made_non_finite(tmp_path):
     np.testing.assert_array_equal(np.asarray(restored["w"]), np.ones(4, np.float32))
 
 
+@pytest.mark.slow  # trains until it diverges (test_run_loop_stops_before_saving_... checks the loop in-process)
 def test_a_diverging_run_never_checkpoints_non_finite_weights(tmp_path):
     # The step that makes the weights non-finite still reports the finite loss of the weights before
     # it; the check before each save must catch the weights themselves.
