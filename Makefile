@@ -35,7 +35,8 @@ lock:
 test: setup
 	$(PY) -m pytest -q
 
-# The tests not marked slow.
+# The tests not marked slow: `slow` marks every test that starts a process or trains a model for more than
+# a few steps (pyproject.toml's [tool.pytest.ini_options]). `make test` runs all.
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 

@@ -11,6 +11,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Every test here starts a Python process (the benchmarks define clashing absl flags and set the process's
+# threads and CPU affinity on import, so they cannot be imported side by side in the test process).
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("command, flag", [
     ("experiments.bench_train", "--rounds=0"),

@@ -30,6 +30,7 @@ def test_unknown_config_argument(module):
         module.get_config("fast")
 
 
+@pytest.mark.slow
 def test_prepare_data_command(tmp_path):
     out_json = tmp_path / "summary.json"
     cmd = [sys.executable, "-m", "experiments.prepare_data", "--config", "configs/default.py",

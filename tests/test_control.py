@@ -323,6 +323,7 @@ def test_load_params_reads_checkpoints_written_on_other_devices(trained, tmp_pat
 # ----------------------------------------------------------------------------- rendering and the command
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")  # ffmpeg / the command: fork+exec
 def test_renderer_writes_gif_mp4_strip_and_plot(synthetic, tmp_path):
     import imageio.v3 as iio

@@ -147,6 +147,7 @@ def test_compact_shrinks_structured_and_stores_unstructured_sparsely(setup, comp
     assert list(np.flatnonzero(~d1)) == list(structured.kept_units[1])
 
 
+@pytest.mark.slow
 def test_compact_loads_without_the_training_stack(setup, compact_files, steps_in_a_fresh_interpreter):
     """numpy alone: jax, flax, optax and orbax are made unimportable in a fresh interpreter."""
     y = steps_in_a_fresh_interpreter(

@@ -350,7 +350,8 @@ def test_vmap_over_stacked_targets_equals_separate_runs():
 
     tx = make(None)
     states = [with_target_sparsity(tx.init(params), t) for t in targets]
-    separate = [jax.jit(functools.partial(run, tx))(params, s) for s in states]
+    run_one = jax.jit(functools.partial(run, tx))  # one program for the three levels
+    separate = [run_one(params, s) for s in states]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
     assert isinstance(stacked, PruningState) and stacked.target_sparsity.shape == (3,)
     p_stacked = jax.tree.map(lambda x: jnp.stack([x] * 3), params)
@@ -460,6 +461,7 @@ def test_bad_settings_are_clear_errors():
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains a MANN for 30 steps (the fast sweep test also prunes inside the training step)
 def test_prune_inside_make_train_step_reaches_target_exactly(tmp_path):
     config = default.get_config()
     config.model.update(hidden_sizes=(16, 16), n_experts=2)

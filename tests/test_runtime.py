@@ -301,6 +301,7 @@ def _unstructured_file(setup: dict[str, Any], tmp_path: Path) -> Path:
     return save_compact(setup["compact"]["unstructured"], tmp_path / "m.npz")
 
 
+@pytest.mark.slow
 def test_numpy_runtime_without_numba_falls_back_to_scipy(setup, tmp_path, steps_in_a_fresh_interpreter):
     """numba made unimportable in a fresh interpreter: the default runtime runs scipy's CSR and equals the model."""
     y = steps_in_a_fresh_interpreter(
@@ -316,6 +317,7 @@ def test_numpy_runtime_without_numba_falls_back_to_scipy(setup, tmp_path, steps_
     assert rel_err(y, want) <= 1e-5
 
 
+@pytest.mark.slow
 @needs_numba
 def test_compiled_kernels_work_without_a_writable_cache(setup, tmp_path, steps_in_a_fresh_interpreter):
     """No cache location numba can write (a read-only install, no writable home): compiled per process."""

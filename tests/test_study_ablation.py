@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-import ml_collections
 import numpy as np
 import pytest
 
+from configs import study as study_config
 from mann_jax.control import scenarios as scenario_lib
 from mann_jax.data import layout
 from mann_jax.evaluate import ablation as abl
@@ -15,8 +15,7 @@ from mann_jax.evaluate.controller import run_scenarios, study_scenarios
 from mann_jax.study import ablation_experiment as ablation_study
 from mann_jax.study import models as models_lib
 
-# Every test here trains models (the toy study) and rolls them out: minutes in all.
-pytestmark = pytest.mark.slow
+# The tests of the toy study (toy_study: models trained, then rolled out) and of the commands are slow.
 
 FPS = 60.0
 
@@ -44,6 +43,7 @@ def test_conditions_are_none_then_each_expert_off():
         abl.condition_masks(1)
 
 
+@pytest.mark.slow
 def test_none_condition_equals_the_unmasked_model(toy_study, loaded):
     config, _, dataset = toy_study
     models, params = loaded
@@ -58,6 +58,7 @@ def test_none_condition_equals_the_unmasked_model(toy_study, loaded):
     np.testing.assert_allclose(none.root_positions, plain.root_positions, atol=5e-3)
 
 
+@pytest.mark.slow
 def test_expert_off_condition_removes_that_expert_and_renormalises(toy_study, loaded):
     config, _, dataset = toy_study
     models, params = loaded
@@ -104,6 +105,7 @@ def test_impact_correlation():
         abl.impact_correlation(a, a[:, :3])
 
 
+@pytest.mark.slow
 def test_action_thresholds_come_from_the_data(toy_study):
     config, _, dataset = toy_study
     t = abl.action_thresholds(dataset, contact_max_height=config.data.contact_max_height)
@@ -158,15 +160,15 @@ def test_action_checks_on_constructed_motions():
     assert abl.check_action(walk, bones, tracking, t, fps=FPS)["happens"] is False
 
 
-def test_sparse_level_must_be_a_trained_level(toy_study, tmp_path):
-    config, _, dataset = toy_study
-    cfg = ml_collections.ConfigDict(config.to_dict())
+def test_sparse_level_must_be_a_trained_level(tmp_path):
+    cfg = study_config.get_config("toy")
     cfg.study.sparse_level = 0.7
     with pytest.raises(ValueError, match="sparse_level 0.7 is not among the trained levels"):
-        ablation_study.run(cfg, tmp_path, dataset=dataset, progress=False)
+        ablation_study.run(cfg, tmp_path, progress=False)
     assert not (tmp_path / "models").exists()  # refused before training anything
 
 
+@pytest.mark.slow
 def test_ablation_writes_consistent_results(toy_study, ablation_results):
     config, workdir, dataset = toy_study
     res = ablation_results

@@ -11,8 +11,7 @@ from mann_jax.control import scenarios as scenario_lib
 from mann_jax.evaluate import gating
 from mann_jax.study import activations
 
-# Every test here trains models (the toy study) and rolls them out: minutes in all.
-pytestmark = pytest.mark.slow
+# The tests of the toy study (toy_study: models trained, then rolled out) and of the commands are slow.
 
 FPS = 60.0
 
@@ -69,6 +68,7 @@ def test_action_frames():
     assert gating.action_frames(scenario_lib.walk(seconds=1.0, fps=FPS), fps=FPS) == (0, 60)
 
 
+@pytest.mark.slow
 def test_activations_write_consistent_results(toy_study, activation_results):
     config, workdir, _ = toy_study
     res = activation_results

@@ -294,6 +294,7 @@ def test_unwritable_report_path_is_an_error_and_leaves_nothing_behind(tmp_path):
     assert earlier.read_text() == text
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path):
     make_experiment(tmp_path, "tradeoff", [finding("sparsity_costs_quality", "supported")])
     make_experiment(tmp_path, "same_size", [finding("pruned_beats_small_dense", "contradicted")])

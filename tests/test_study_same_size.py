@@ -17,8 +17,7 @@ from mann_jax.study import same_size
 from mann_jax.study.models import trained_models
 from mann_jax.train import ModelFunctions, build_model
 
-# Every test here trains models (the toy study) and rolls them out: minutes in all.
-pytestmark = pytest.mark.slow
+# The toy study's run, and the matching checked by pruning real trees (the study's 8 x 512 one), are slow.
 
 
 def _real_params(model_config, hidden):
@@ -48,6 +47,7 @@ def _pruner(params, prunable: str):
     return unmasked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arg", ["", "toy"])
 def test_matched_levels_prune_real_trees_to_the_dense_count(arg):
     config = study.get_config(arg)
@@ -69,6 +69,7 @@ def test_matched_levels_prune_real_trees_to_the_dense_count(arg):
         np.testing.assert_allclose([m.level for m in matches], [0.59520, 0.82196, 0.91762], atol=5e-5)
 
 
+@pytest.mark.slow
 def test_matched_levels_with_gating_prunable():
     config = study.get_config("toy")
     (m,) = same_size.matched_levels(config.model, (0.5,), prunable=pruning.EXPERTS_AND_GATING)
@@ -115,6 +116,7 @@ def test_unmatchable_fractions_are_clear_errors():
         same_size.prunable_regex(local)
 
 
+@pytest.mark.slow
 def test_toy_run_writes_everything_and_trained_counts_match(toy_study, tmp_path):
     config, _, dataset = toy_study
     config = ml_collections.ConfigDict(config.to_dict())

@@ -13,8 +13,7 @@ from mann_jax.pruning.scoring import pruned_count
 from mann_jax.study import schedules_experiment as schedules
 from mann_jax.study.models import trained_models
 
-# Every test here trains models (the toy study) and rolls them out: minutes in all.
-pytestmark = pytest.mark.slow
+# The tests of the toy study (toy_study: models trained, then rolled out) and of the commands are slow.
 
 
 def test_one_shot_prunes_once_at_one_shot_at():
@@ -42,6 +41,7 @@ def test_gradual_curve_follows_mask_updates():
     assert np.all(np.diff(v) >= 0) and v[-1] == pytest.approx(0.9) and v[80] == pytest.approx(0.9)
 
 
+@pytest.mark.slow
 def test_toy_run_reaches_target_and_writes_outputs(toy_study):
     config, workdir, dataset = toy_study
     res = schedules.run(config, workdir, dataset=dataset, progress=False)

@@ -15,8 +15,7 @@ from mann_jax.study import model_size, stats, tradeoff
 from mann_jax.study.models import sweep_config, tradeoff_models
 from mann_jax.study.results import CONCLUSIONS, read_results, write_results
 
-# Every test here trains models (the toy study) and rolls them out: minutes in all.
-pytestmark = pytest.mark.slow
+# The tests of the toy study (toy_study: models trained, then rolled out) and of the commands are slow.
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,6 +37,7 @@ def test_unknown_scale_is_an_error():
         study_config.get_config("fast")
 
 
+@pytest.mark.slow
 def test_held_out_windows_come_from_the_test_clips_only(toy_study):
     config, _, dataset = toy_study
     windows = controller.held_out_windows(dataset, split="test", window_frames=30, max_windows=4, fps=60.0)
@@ -67,6 +67,7 @@ def test_stats_verdicts():
     assert s["mean"] == 1.5 and s["n"] == 2
 
 
+@pytest.mark.slow
 def test_tradeoff_writes_consistent_results(toy_study):
     config, workdir, dataset = toy_study
     tradeoff.run(config, workdir, dataset=dataset, progress=False)
@@ -126,6 +127,7 @@ def test_results_refuse_missing_figures_and_unknown_conclusions(tmp_path):
     assert not (tmp_path / "results.json").exists()  # nothing half-written
 
 
+@pytest.mark.slow
 def test_study_command_reports_a_bad_setting_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "experiments.ablation", "--config", "configs/study.py:toy",
                            "--config.study.sparse_level=0.7", "--workdir", str(tmp_path)],
@@ -135,6 +137,7 @@ def test_study_command_reports_a_bad_setting_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, says", [("--config.study.eval_split=tset", "config study.eval_split must be"),
                                             ("--config.study.levels=(0.0,1.5)", "config study.levels must be")])
 def test_study_settings_are_checked_before_any_model_trains(tmp_path, override, says):

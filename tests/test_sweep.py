@@ -117,6 +117,20 @@ def test_seeds_are_a_second_mapped_axis(tmp_path, cache):
         assert_trees_close(sweep.unstack(result.state.params, i), ref.state.params)
 
 
+def test_a_small_sweep_trains_every_level_and_writes_its_table(tmp_path, cache):
+    # The fast suite's sweep from start to end, 7 steps, with the strategy "auto" picks on one CPU device (the
+    # checks against single runs, resume and calibration train for longer and are slow).
+    config = tiny_config(cache, levels=(0.0, 0.5), strategy="loop")
+    config.train.batch_size = 64
+    result = sweep.run_sweep(config, tmp_path, progress=False)
+    assert result.strategy == "loop" and [r["name"] for r in result.rows] == ["level_00", "level_50"]
+    assert [r["actual_sparsity"] for r in result.rows] == [0.0, pytest.approx(0.5, abs=1e-3)]
+    table = json.loads((tmp_path / "results.json").read_text())
+    assert table["finished"] and [r["name"] for r in table["rows"]] == ["level_00", "level_50"]
+    assert Checkpoints(tmp_path / "checkpoints", save_every=20, keep=2).latest_step() == result.steps > 0
+
+
+@pytest.mark.slow
 def test_auto_calibrates_and_picks_a_strategy(tmp_path, cache):
     assert sweep.default_strategy("gpu") == "vmap" and sweep.default_strategy("tpu") == "vmap"
     config = tiny_config(cache, levels=(0.0, 0.5), strategy="auto", calibration_steps=1, calibrate=("vmap", "loop"))
@@ -149,6 +163,7 @@ def test_resume_continues_every_level_and_equals_uninterrupted(tmp_path, cache, 
         sweep.run_sweep(config, tmp_path, progress=False)
 
 
+@pytest.mark.slow
 def test_resuming_with_fewer_epochs_than_ran_is_refused_and_leaves_the_table_alone(tmp_path, cache):
     config = tiny_config(cache, strategy="vmap")
     config.train.epochs = 2
@@ -312,6 +327,7 @@ def test_sweep_configs_build(arg):
         sweep_config.get_config("fast")
 
 
+@pytest.mark.slow
 def test_command_reports_bad_settings_in_one_line(tmp_path):
     cmd = [sys.executable, "-m", "experiments.sweep", "--config", "configs/sweep.py:runlocal",
            f"--workdir={tmp_path}", "--config.sweep.levels=(0.0,1.5)"]

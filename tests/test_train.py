@@ -63,6 +63,7 @@ def test_batch_order_once_per_epoch_and_remainder_dropped():
         batch_order(10, 2, epoch=0, seed=0, shuffle="always")
 
 
+@pytest.mark.slow
 def test_training_reduces_loss_and_writes_readable_events(tmp_path):
     config = tiny_config(tmp_path / "cache")
     config.train.epochs = 6
@@ -101,11 +102,11 @@ def test_gating_summary_equals_the_coefficients_of_the_full_forward_pass():
     assert set(scalars) == {"gating/entropy", "gating/mean_coefficient/expert_0", "gating/mean_coefficient/expert_1"}
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the copies and the option are XLA:CPU's")
-def test_cpu_train_step_updates_parameters_in_place_without_copies():
-    # XLA's default copy insertion copies each donated expert weight the step reads and updates
-    # (3 x 8 MB a step for the 8 x 512 model); jit_train_step's options drop those copies, and the
-    # step computes the same numbers.
+@pytest.fixture(scope="module")
+def cpu_step_64():
+    """The training step of a 4-expert MANN with two 64-unit layers (batches of 16 of 64 rows): ``step``,
+    ``fresh()`` (a new initial state), ``x``, ``y``, ``rows`` and ``tuned``, :func:`jit_train_step`'s
+    program for the CPU compiled once for those shapes (shared by the two tests below)."""
     config = tiny_config("unused")
     config.model.update(hidden_sizes=(64, 64), n_experts=4)
     fns = ModelFunctions.of(build_model(config.model, seed=0))
@@ -116,23 +117,32 @@ def test_cpu_train_step_updates_parameters_in_place_without_copies():
     y = jnp.asarray(rng.normal(size=(64, 363)), jnp.float32)
     rows = jnp.arange(16, dtype=jnp.int32)
     fresh = lambda: jax.tree.map(jnp.copy, init_state(fns, tx, seed=0))
+    tuned = jit_train_step(step, platform="cpu").lower(fresh(), x, y, rows).compile()
+    return {"step": step, "fresh": fresh, "x": x, "y": y, "rows": rows, "tuned": tuned}
 
-    def weight_copies(jitted):
-        hlo = jitted.lower(fresh(), x, y, rows).compile().as_text()
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the copies and the option are XLA:CPU's")
+def test_cpu_train_step_updates_parameters_in_place_without_copies(cpu_step_64):
+    # XLA's default copy insertion copies each donated expert weight the step reads and updates
+    # (3 x 8 MB a step for the 8 x 512 model); jit_train_step's options drop those copies, and the
+    # step computes the same numbers.
+    fresh, x, y, rows, tuned = (cpu_step_64[k] for k in ("fresh", "x", "y", "rows", "tuned"))
+    plain = jax.jit(cpu_step_64["step"], donate_argnums=0).lower(fresh(), x, y, rows).compile()
+
+    def weight_copies(compiled):
+        hlo = compiled.as_text()
         return [line for line in hlo.splitlines() if " copy(" in line and "alpha" in line.split(" copy(")[1]]
 
-    plain = jax.jit(step, donate_argnums=0)
     assert len(weight_copies(plain)) == 3  # what the options exist for (one per expert layer)
-    tuned = jit_train_step(step, platform="cpu")
     assert weight_copies(tuned) == []
     a, b = fresh(), fresh()
-    for _ in range(3):
+    for _ in range(3):  # the compiled programs themselves (a call through jax.jit would compile again)
         a, _ = plain(a, x, y, rows)
         b, _ = tuned(b, x, y, rows)
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7), a.params, b.params)
 
 
-def test_cpu_backend_computes_adams_two_moments_in_one_loop():
+def test_cpu_backend_computes_adams_two_moments_in_one_loop(cpu_step_64):
     # conftest.py calls configure_cpu_backend() as every command does, so the suite compiles the
     # programs the commands run: with multi-output fusion, one fusion writes both Adam moments of
     # each expert weight (a tuple of two alpha-shaped arrays); without it XLA:CPU writes them in two.
@@ -142,14 +152,7 @@ def test_cpu_backend_computes_adams_two_moments_in_one_loop():
     if cpu_backend_opted_out():
         pytest.skip(f"{OPT_OUT_ENV}=off: the suite runs without the CPU backend options")
     assert "xla_cpu_use_multi_output_fusion" in xla_flags
-    config = tiny_config("unused")
-    config.model.update(hidden_sizes=(64, 64), n_experts=4)
-    fns = ModelFunctions.of(build_model(config.model, seed=0))
-    tx = make_optimizer(config.train, n_batches=4)
-    state = init_state(fns, tx, seed=0)
-    x, y = jnp.zeros((64, 480)), jnp.zeros((64, 363))
-    compiled = jit_train_step(make_train_step(fns, tx), platform="cpu").lower(state, x, y, jnp.arange(16)).compile()
-    hlo = compiled.as_text()
+    hlo = cpu_step_64["tuned"].as_text()
     pairs = []
     for shape in ((4, 480, 64), (4, 64, 64), (4, 64, 363)):
         one = f"f32[{','.join(map(str, shape))}]"
@@ -173,6 +176,7 @@ def test_configure_cpu_backend_can_be_turned_off(monkeypatch):
         configure_cpu_backend()
 
 
+@pytest.mark.slow
 def test_a_bad_opt_out_value_ends_a_command_with_one_line():
     env = {**os.environ, OPT_OUT_ENV: "Maybe"}
     done = subprocess.run([sys.executable, "-m", "experiments.train", "--helpshort"], env=env, capture_output=True,
@@ -191,6 +195,7 @@ def test_configure_cpu_backend_warns_once_jax_runs(monkeypatch):
     assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1"
 
 
+@pytest.mark.slow
 def test_configure_cpu_backend_adds_its_options_before_jax_starts():
     code = ("import os; from mann_jax.backend import configure_cpu_backend as c; "
             "print(c(), os.environ['XLA_FLAGS']); import jax, jax.numpy as j; "
@@ -256,7 +261,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 
 def test_resume_refuses_a_different_setup(tmp_path):
     config = tiny_config(tmp_path / "cache")
-    config.train.epochs = 1
+    config.train.update(epochs=1, batch_size=64)  # 7 steps: the fast suite's run of train() from start to end
     train(config, tmp_path / "run", progress=False)
     config.model.hidden_sizes = (32, 32)
     with pytest.raises(CheckpointError, match="different config"):
@@ -267,6 +272,7 @@ def test_resume_refuses_a_different_setup(tmp_path):
     ("--config.train.epocs=3", ["--config.train.epocs", "epochs"]),  # a key typo: ml_collections' suggestion
     ("--config.train.batch_size=-4", ["train.batch_size", ">= 1", "-4"]),  # a value out of range
 ])
+@pytest.mark.slow
 def test_config_typo_is_a_clear_error(tmp_path, override, says):
     cmd = [sys.executable, "-m", "experiments.train", "--config", "configs/default.py", f"--workdir={tmp_path / 'w'}",
            override]
@@ -306,6 +312,7 @@ def test_a_workdir_that_is_a_file_is_a_clear_error(tmp_path):
     assert (tmp_path / "afile").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_resuming_with_fewer_epochs_than_ran_is_refused_and_leaves_the_run_alone(tmp_path):
     from mann_jax.errors import TrainingError
 
@@ -349,6 +356,7 @@ def test_run_loop_stops_before_saving_weights_a_step_made_non_finite(tmp_path):
     np.testing.assert_array_equal(np.asarray(restored["w"]), np.ones(4, np.float32))
 
 
+@pytest.mark.slow  # trains until it diverges (test_run_loop_stops_before_saving_... checks the loop in-process)
 def test_a_diverging_run_never_checkpoints_non_finite_weights(tmp_path):
     # The step that makes the weights non-finite still reports the finite loss of the weights before
     # it; the check before each save must catch the weights themselves.
@@ -369,6 +377,7 @@ def test_a_diverging_run_never_checkpoints_non_finite_weights(tmp_path):
         assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.params))
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     config = tiny_config(tmp_path / "cache")
     config.train.epochs = 1
@@ -385,6 +394,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     assert others and f"other steps here: {', '.join(map(str, others))}" in message
 
 
+@pytest.mark.slow
 def test_training_with_one_cycle_pruning_reaches_the_target(tmp_path):
     config = tiny_config(tmp_path / "cache")
     config.train.epochs = 3

@@ -26,54 +26,15 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from mann_jax.config_errors import ConfigError
 from mann_jax.evaluate import ablation as abl
 from mann_jax.study import results, stats
 from mann_jax.study.evaluation import replay_window_set
-from mann_jax.study.models import TrainedModels, tradeoff_models
+from mann_jax.study.models import dense_and_sparse
 
 EXPERIMENT = "ablation"
 TITLE = "Expert ablation: dense vs sparse (study Table 2)"
 RHO_THRESHOLD = 0.5  # agreement: per-seed Spearman rho, mean - std above this
 JACCARD_THRESHOLD = 0.5  # agreement: per-seed overlap of the actions broken, mean - std above this
-
-
-def check_levels(config: ml_collections.ConfigDict) -> float:
-    """The sparse level, checked to be a trained level other than the dense one (0).
-
-    Raises:
-      ValueError: 0 or ``sparse_level`` not among ``config.study.levels``, or ``sparse_level`` is 0.
-    """
-    levels = [float(v) for v in config.study.levels]
-    sparse = float(config.study.sparse_level)
-    if not any(abs(v) < 1e-9 for v in levels):
-        raise ConfigError(f"config.study.levels {tuple(levels)} has no dense level 0.0 to compare with")
-    if not any(abs(v - sparse) < 1e-9 for v in levels):
-        raise ConfigError(f"config.study.sparse_level {sparse} is not among the trained levels "
-                         f"config.study.levels {tuple(levels)}")
-    if abs(sparse) < 1e-9:
-        raise ConfigError("config.study.sparse_level is 0 (the dense model): nothing to compare")
-    return sparse
-
-
-def dense_and_sparse(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
-                     progress: bool = True) -> tuple[TrainedModels, list[int], list[int], Any]:
-    """The trade-off models and the indices of the dense and sparse models (seed order, paired), and the dataset.
-
-    Raises:
-      ValueError: see :func:`check_levels`; or the dense and sparse seeds do not pair up.
-    """
-    check_levels(config)
-    if dataset is None:
-        from mann_jax.data.dataset import build_dataset
-
-        dataset = build_dataset(config.data, progress=progress)
-    models = tradeoff_models(config, workdir, dataset=dataset, progress=progress)
-    dense, sparse = models.indices(0.0), models.indices(float(config.study.sparse_level))
-    ds, ss = [models.seeds[i] for i in dense], [models.seeds[i] for i in sparse]
-    if ds != ss:
-        raise ValueError(f"dense seeds {ds} and sparse seeds {ss} do not pair up")
-    return models, dense, sparse, dataset
 
 
 def broken_overlap(happens_a: np.ndarray, happens_b: np.ndarray) -> float:
@@ -159,18 +120,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
         progress: bool = True) -> dict[str, Any]:
     """Run the ablation experiment; write ``<workdir>/ablation/``; return the ``results.json`` payload."""
     t0 = time.time()
-    fps = float(config.study.fps)
-    models, dense_idx, sparse_idx, dataset = dense_and_sparse(config, workdir, dataset=dataset, progress=progress)
-    seeds = [int(models.seeds[i]) for i in dense_idx]
-    n = len(seeds)
-    params = models.select(dense_idx + sparse_idx)
-    result = abl.run_ablation(models.fns, params, dataset, config.study, fps=fps,
+    pair = dense_and_sparse(config, workdir, dataset=dataset, progress=progress)
+    fps, seeds, n, groups = float(config.study.fps), pair.seeds, len(pair.dense), pair.groups
+    result = abl.run_ablation(pair.models.fns, pair.params(), pair.dataset, config.study, fps=fps,
                               contact_max_height=float(config.data.contact_max_height),
-                              windows=replay_window_set(config, dataset), progress=progress)
+                              windows=replay_window_set(config, pair.dataset), progress=progress)
     k = result.num_experts
     experts = [f"expert {i}" for i in range(k)]
     scen, styles, conds = list(result.scenarios), list(result.styles), list(result.conditions)
-    groups = {"dense": slice(0, n), "sparse": slice(n, 2 * n)}
 
     # ---- impacts per model kind, per seed
     per: dict[str, dict[str, Any]] = {}
@@ -184,7 +141,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
             warnings.simplefilter("ignore", RuntimeWarning)
             fail_fraction = np.nanmean(fail, axis=1)  # (C, S)
         per[kind] = {
-            "names": [models.names[i] for i in (dense_idx if kind == "dense" else sparse_idx)],
+            "names": pair.names(kind),
             "skating_cm_per_frame": skating, "skating_support_cm_per_frame": skating_support,
             "replay_error_m": error, "action_happens": happens,
             "action_value": result.action_value[:, sl],

@@ -29,7 +29,7 @@ import numpy as np
 from mann_jax.evaluate import gating as gating_lib
 from mann_jax.evaluate.controller import run_scenarios, study_scenarios
 from mann_jax.study import results, stats
-from mann_jax.study.ablation_experiment import dense_and_sparse
+from mann_jax.study.models import dense_and_sparse
 
 EXPERIMENT = "activations"
 TITLE = "Expert activations: dense vs sparse (study Fig. 4)"
@@ -140,15 +140,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
     """Run the activations experiment; write ``<workdir>/activations/``; return the ``results.json`` payload."""
     t0 = time.time()
     fps = float(config.study.fps)
-    models, dense_idx, sparse_idx, dataset = dense_and_sparse(config, workdir, dataset=dataset, progress=progress)
-    seeds = [int(models.seeds[i]) for i in dense_idx]
-    n = len(seeds)
     scs = study_scenarios(config.study, fps=fps, names=list(SCENARIOS))
-    ro = run_scenarios(models.fns, models.select(dense_idx + sparse_idx), dataset, scs, fps=fps)
+    pair = dense_and_sparse(config, workdir, dataset=dataset, progress=progress)
+    seeds, n, groups = pair.seeds, len(pair.dense), pair.groups
+    ro = run_scenarios(pair.models.fns, pair.params(), pair.dataset, scs, fps=fps)
     per_sc = gating_lib.scenario_gating(ro, fps=fps)
     scen = [sc.name for sc in scs]
     k = int(np.shape(ro.result.gating)[-1])
-    groups = {"dense": slice(0, n), "sparse": slice(n, 2 * n)}
 
     profiles = {kind: {sc: per_sc[sc]["profile"][sl] for sc in scen} for kind, sl in groups.items()}  # (n, K)
     entropy = {kind: {sc: per_sc[sc]["entropy"][sl] for sc in scen} for kind, sl in groups.items()}  # (n,)
@@ -233,8 +231,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
     data = {
         "fps": fps, "sparse_level": sl, "seeds": seeds, "experts": k, "scenarios": scen,
         "max_entropy_nats": max_h, "action_frames": frames,
-        "model_names": {kind: [models.names[i] for i in idx] for kind, idx in (("dense", dense_idx),
-                                                                              ("sparse", sparse_idx))},
+        "model_names": {kind: pair.names(kind) for kind in groups},
         "profiles": profiles, "entropy_nats": entropy, "cosine": cosine, "entropy": entropy_summary,
         "variation": variation_summary,
         "per_seed": {"cosine_mean_over_actions": stats.summary(cos_per_seed),

@@ -81,6 +81,16 @@ def replay_window_set(config: ml_collections.ConfigDict, dataset: Any) -> Replay
                             max_windows=int(st.max_replay_windows), fps=float(st.fps))
 
 
+def evaluation_settings(config: Any, windows: ReplayWindows) -> dict[str, Any]:
+    """How :func:`evaluate_models` measured, for an experiment's ``results.json``: the :data:`SCENARIOS`
+    rolled out (speed and length), the held-out split and the replay windows (:func:`replay_window_set`)."""
+    st = config.study
+    return {"scenarios": {"names": list(SCENARIOS), "walk_speed": st.walk_speed, "seconds": st.scenario_seconds},
+            "eval_split": st.eval_split,
+            "replay_windows": {"count": windows.num_windows, "seconds": st.replay_window_seconds,
+                               "clips": sorted(set(windows.clips))}}
+
+
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """Per-model metrics of some models of one sweep.

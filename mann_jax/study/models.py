@@ -156,3 +156,79 @@ def reference_models(config: ml_collections.ConfigDict, like: TrainedModels, *, 
     return TrainedModels(name=REFERENCE, config=like.config, fns=like.fns,
                          params=jax.tree.map(lambda a: a[None], params), levels=(0.0,), seeds=(0,),
                          names=(REFERENCE,), rows=(row,), masks=jax.tree.map(lambda m: m[None], masks))
+
+
+def check_levels(config: ml_collections.ConfigDict) -> float:
+    """The sparse level, checked to be a trained level other than the dense one (0).
+
+    Raises:
+      ConfigError: 0 or ``sparse_level`` not among ``config.study.levels``, or ``sparse_level`` is 0.
+    """
+    levels = [float(v) for v in config.study.levels]
+    sparse = float(config.study.sparse_level)
+    if not any(abs(v) < 1e-9 for v in levels):
+        raise ConfigError(f"config.study.levels {tuple(levels)} has no dense level 0.0 to compare with")
+    if not any(abs(v - sparse) < 1e-9 for v in levels):
+        raise ConfigError(f"config.study.sparse_level {sparse} is not among the trained levels "
+                         f"config.study.levels {tuple(levels)}")
+    if abs(sparse) < 1e-9:
+        raise ConfigError("config.study.sparse_level is 0 (the dense model): nothing to compare")
+    return sparse
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseSparse:
+    """The trade-off sweep's dense models (level 0) and its ``config.study.sparse_level`` models, paired by
+    seed: the sparse model of seed s was trained from the same initialisation and data order as the dense
+    one, so expert k is the same expert in both (the ablation and activation experiments compare them).
+
+    Attributes:
+      models: the trade-off sweep's models.
+      dense, sparse: indices in ``models`` of the dense and of the sparse model of each seed, in seed order.
+      dataset: the dataset they were trained on.
+    """
+
+    models: TrainedModels
+    dense: list[int]
+    sparse: list[int]
+    dataset: Any
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds, in the order of the pairs."""
+        return [int(self.models.seeds[i]) for i in self.dense]
+
+    @property
+    def groups(self) -> dict[str, slice]:
+        """Where each kind lies along the model axis of :meth:`params`: ``{"dense": ..., "sparse": ...}``."""
+        n = len(self.dense)
+        return {"dense": slice(0, n), "sparse": slice(n, 2 * n)}
+
+    def params(self) -> Any:
+        """The stacked parameters of the dense models, then of the sparse ones (seed order in each)."""
+        return self.models.select(self.dense + self.sparse)
+
+    def names(self, kind: str) -> list[str]:
+        """The model names of ``kind`` (``"dense"`` or ``"sparse"``), in seed order."""
+        return [self.models.names[i] for i in (self.dense if kind == "dense" else self.sparse)]
+
+
+def dense_and_sparse(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
+                     progress: bool = True) -> DenseSparse:
+    """The trade-off models (trained on first use), their dense and sparse models paired by seed, and the dataset.
+
+    Raises:
+      ConfigError: see :func:`check_levels` (before any data is read or model trained).
+      ValueError: the dense and sparse seeds do not pair up.
+    """
+    check_levels(config)
+    if dataset is None:
+        from mann_jax.data.dataset import build_dataset
+
+        dataset = build_dataset(config.data, progress=progress)
+    models = tradeoff_models(config, workdir, dataset=dataset, progress=progress)
+    dense, sparse = models.indices(0.0), models.indices(float(config.study.sparse_level))
+    ds, ss = [models.seeds[i] for i in dense], [models.seeds[i] for i in sparse]
+    if ds != ss:
+        raise ValueError(f"dense seeds {ds} and sparse seeds {ss} do not pair up")
+    return DenseSparse(models=models, dense=dense, sparse=sparse, dataset=dataset)

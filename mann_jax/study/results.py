@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,17 @@ def write_results(out_dir: str | os.PathLike, *, experiment: str, title: str, sc
         for f in figures:
             w.write_images(0, {Path(f).stem: matplotlib.image.imread(str(out_dir / f))[..., :3]})
     return payload
+
+
+def write_experiment(out_dir: str | os.PathLike, config: Any, *, experiment: str, title: str, started: float,
+                     tables: Sequence[dict[str, Any]], figures: Sequence[str], findings: Sequence[Finding],
+                     data: Mapping[str, Any], scalars: Mapping[int, Mapping[str, float]] | None = None
+                     ) -> dict[str, Any]:
+    """:func:`write_results` of an experiment run with the study config ``config``: its scale
+    (:func:`scale_of`) and the seconds since ``started`` (a ``time.perf_counter()`` reading)."""
+    return write_results(out_dir, experiment=experiment, title=title, scale=scale_of(config), tables=tables,
+                         figures=figures, findings=findings, data=data, seconds=time.perf_counter() - started,
+                         scalars=scalars)
 
 
 def print_summary(res: Mapping[str, Any]) -> None:

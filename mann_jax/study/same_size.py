@@ -46,11 +46,11 @@ from mann_jax.study import results as results_lib
 from mann_jax.study import stats
 from mann_jax.study.evaluation import (
     METRICS,
-    SCENARIOS,
     TURNS,
     Evaluation,
     evaluate_models,
     evaluation_data,
+    evaluation_settings,
     replay_window_set,
 )
 from mann_jax.study.models import trained_models
@@ -442,19 +442,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
         "budget": {"epochs": int(config.train.epochs), "batch_size": int(config.train.batch_size),
                    "dense_epochs": int(st.get("same_size_dense_epochs", 0)) or int(config.train.epochs),
                    "init_from": str(config.train.get("init_from", "")), "seeds": list(st.seeds)},
-        "scenarios": {"names": list(SCENARIOS), "walk_speed": st.walk_speed, "seconds": st.scenario_seconds},
-        "eval_split": st.eval_split,
-        "replay_windows": {"count": windows.num_windows, "seconds": st.replay_window_seconds,
-                           "clips": sorted(set(windows.clips))},
+        **evaluation_settings(config, windows),
         "metrics": METRICS,
         "counts_equal": all(p["counts_equal"] for p in pairs),
         "pairs": pairs,
         "videos": videos,
     }
     title = "Same-size comparison: pruned large vs dense small MANN (study Figs. 2-3)"
-    return results_lib.write_results(out, experiment="same_size", title=title, scale=results_lib.scale_of(config),
-                                     tables=tables, figures=figures, findings=findings, data=data,
-                                     seconds=time.perf_counter() - start, scalars=scalars)
+    return results_lib.write_experiment(out, config, experiment="same_size", title=title, started=start, tables=tables,
+                                        figures=figures, findings=findings, data=data, scalars=scalars)
 
 
 def headline(res: Mapping[str, Any]) -> dict[str, Any]:

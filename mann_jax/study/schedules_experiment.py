@@ -36,7 +36,13 @@ from mann_jax.config_errors import ConfigError
 from mann_jax.pruning.scoring import pruned_count
 from mann_jax.study import results as results_lib
 from mann_jax.study import stats
-from mann_jax.study.evaluation import Evaluation, evaluate_models, evaluation_data, replay_window_set
+from mann_jax.study.evaluation import (
+    Evaluation,
+    evaluate_models,
+    evaluation_data,
+    evaluation_settings,
+    replay_window_set,
+)
 from mann_jax.study.models import trained_models
 from mann_jax.train import make_pruning_schedule, training_data
 
@@ -229,18 +235,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
         "budget": {"epochs": int(config.train.epochs), "batch_size": int(config.train.batch_size),
                    "total_steps": int(total_steps), "seeds": list(st.seeds)},
         "one_shot_at": float(st.one_shot_at),
-        "scenarios": {"names": list(SCENARIOS), "walk_speed": st.walk_speed, "seconds": st.scenario_seconds},
-        "eval_split": st.eval_split,
-        "replay_windows": {"count": windows.num_windows, "seconds": st.replay_window_seconds,
-                           "clips": sorted(set(windows.clips))},
+        **evaluation_settings(config, windows),
         "metrics": SHOWN,
         "all_reach_target": all(all(per[n]["reaches_target"]) for n in names),
         "schedules": per,
     }
     title = "Pruning schedules: one-cycle vs AGP vs one-shot at the same sparsity and budget"
-    return results_lib.write_results(out, experiment="schedules", title=title, scale=results_lib.scale_of(config),
-                                     tables=tables, figures=figures, findings=findings, data=data,
-                                     seconds=time.perf_counter() - start, scalars=scalars)
+    return results_lib.write_experiment(out, config, experiment="schedules", title=title, started=start, tables=tables,
+                                        figures=figures, findings=findings, data=data, scalars=scalars)
 
 
 def headline(res: Mapping[str, Any]) -> dict[str, Any]:
