@@ -11,8 +11,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from mann_jax import cli
+from mann_jax.backend import OPT_OUT_ENV, configure_cpu_backend
 from mann_jax.config_errors import ConfigError
-from mann_jax.train import OPT_OUT_ENV, configure_cpu_backend
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "default.py")
 

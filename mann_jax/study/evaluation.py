@@ -81,7 +81,7 @@ def replay_window_set(config: ml_collections.ConfigDict, dataset: Any) -> Replay
                             max_windows=int(st.max_replay_windows), fps=float(st.fps))
 
 
-def evaluation_settings(config: Any, windows: ReplayWindows) -> dict[str, Any]:
+def evaluation_settings(config: ml_collections.ConfigDict, windows: ReplayWindows) -> dict[str, Any]:
     """How :func:`evaluate_models` measured, for an experiment's ``results.json``: the :data:`SCENARIOS`
     rolled out (speed and length), the held-out split and the replay windows (:func:`replay_window_set`)."""
     st = config.study

@@ -117,10 +117,10 @@ def write_results(out_dir: str | os.PathLike, *, experiment: str, title: str, sc
     return payload
 
 
-def write_experiment(out_dir: str | os.PathLike, config: Any, *, experiment: str, title: str, started: float,
-                     tables: Sequence[dict[str, Any]], figures: Sequence[str], findings: Sequence[Finding],
-                     data: Mapping[str, Any], scalars: Mapping[int, Mapping[str, float]] | None = None
-                     ) -> dict[str, Any]:
+def write_experiment(out_dir: str | os.PathLike, config: ml_collections.ConfigDict, *, experiment: str, title: str,
+                     started: float, tables: Sequence[dict[str, Any]], figures: Sequence[str],
+                     findings: Sequence[Finding], data: Mapping[str, Any],
+                     scalars: Mapping[int, Mapping[str, float]] | None = None) -> dict[str, Any]:
     """:func:`write_results` of an experiment run with the study config ``config``: its scale
     (:func:`scale_of`) and the seconds since ``started`` (a ``time.perf_counter()`` reading)."""
     return write_results(out_dir, experiment=experiment, title=title, scale=scale_of(config), tables=tables,
