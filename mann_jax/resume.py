@@ -86,7 +86,8 @@ def rows_digest(*arrays: np.ndarray) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.data.cast("B"))
+        if a.size:  # (a view of no bytes cannot be cast)
+            h.update(a.data.cast("B"))
     return h.hexdigest()[:32]
 
 

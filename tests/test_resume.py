@@ -33,6 +33,7 @@ def test_rows_digest_changes_with_values_shape_and_dtype():
     others = [rows_digest(b, a[:1]), rows_digest(a.reshape(4, 3), a[:1]), rows_digest(a.astype(np.float64), a[:1]),
               rows_digest(a[:1], a)]
     assert len({rows_digest(a, a[:1]), *others}) == 5
+    assert rows_digest(a[:0]) != rows_digest(a[:, :0])  # empty splits count by shape
 
 
 def test_the_rows_decide_when_the_checkpoint_has_a_digest(tmp_path):
