@@ -36,9 +36,10 @@ test: setup
 	$(PY) -m pytest -q
 
 # The tests not marked slow: `slow` marks every test that starts a process or trains a model for more than
-# a few steps (pyproject.toml's [tool.pytest.ini_options]). `make test` runs all.
+# a few steps (pyproject.toml's [tool.pytest.ini_options]). `make test` runs all, one test at a time; these
+# run on every core (pytest-xdist), since most of their time is single-threaded XLA compilation.
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto
 
 # ruff with the rules and line length of pyproject.toml ([tool.ruff]), then the type checker.
 .PHONY: lint typecheck
