@@ -94,6 +94,11 @@ def test_rows_inside_the_export_distribution_and_style_mix():
     x[2, layout.input_bone("Tail", "pos")] -= 0.5 * 10.1
     x[2, layout.INPUT_TRAJECTORY] += 100.0  # trajectory columns do not count
     assert parity.within_export_distribution(x, norm, max_z=10).tolist() == [True, True, False]
+    from mann_jax.config_errors import ConfigError
+
+    for bad in (0.0, -3.0, float("nan")):
+        with pytest.raises(ConfigError, match="--max_z must be a positive number"):
+            parity.within_export_distribution(x, norm, max_z=bad)
     styles = layout.input_sample(layout.CURRENT_SAMPLE, "style")
     x[:, styles] = np.eye(layout.NUM_STYLES)[[0, 1, 1]]
     np.testing.assert_allclose(parity.style_mix(x), [1 / 3, 2 / 3, 0, 0, 0, 0])

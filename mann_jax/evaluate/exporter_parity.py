@@ -146,7 +146,14 @@ def within_export_distribution(inputs: np.ndarray, normalisation: Any, *, max_z:
 
     At most ``1/max_z²`` of the authors' own rows lie beyond in any one column (Chebyshev), so the
     rows outside are, column by column, ranges their export (almost) never held.
+
+    Raises:
+      ConfigError: ``max_z`` is not a positive number.
     """
+    if not max_z > 0:
+        from mann_jax.config_errors import ConfigError
+
+        raise ConfigError(f"--max_z must be a positive number of standard deviations, got {max_z}")
     x_mean, x_std = (np.asarray(a, np.float64)[layout.INPUT_BONES] for a in (normalisation.x_mean, normalisation.x_std))
     z = np.abs(np.asarray(inputs, np.float64)[:, layout.INPUT_BONES] - x_mean) / x_std
     return z.max(axis=1) <= max_z
