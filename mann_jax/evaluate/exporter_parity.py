@@ -14,8 +14,8 @@ Two measurements (``python -m experiments.parity``):
 
 Which frames the authors exported is not public, but their ``Xmean``/``Xstd`` bound it: by
 Chebyshev's inequality at most ``1/k²`` of their rows lie ``k`` standard deviations from ``Xmean``
-in any one column, so rows that far out in a posture column (a dog lying on its side rolls the Hips
-axis ~35 std from the authors' mean) are rows their network (almost) never saw
+in any one column, so rows that far out in a posture column are rows their network (almost) never
+saw (the figures: docs/exporter_parity.md)
 (:func:`within_export_distribution`); and their style means are their rows' style mix
 (:func:`style_mix`).
 """
