@@ -116,6 +116,20 @@ def test_cache_hit_changed_file_and_corrupt_cache(tmp_path):
     np.testing.assert_allclose(rebuilt.inputs, x2, atol=1e-5)
 
 
+def test_cached_dataset_reads_a_key_and_never_trusts_a_bad_file(tmp_path, caplog):
+    export = tmp_path / "export"
+    _write_export(export, 300, seed=0)
+    config = _data_config(source="ai4animation", path=str(export), cache_dir=str(tmp_path / "cache"))
+    built = ds.build_dataset(config, progress=False)
+    old = ds.cached_dataset(config, built.cache_key)  # e.g. the key of an earlier version of the row code
+    assert old is not None and old.cache_key == built.cache_key
+    np.testing.assert_array_equal(old.inputs, built.inputs)
+    assert ds.cached_dataset(config, "no-such-key") is None
+    ds.cache_path(config, built.cache_key).write_bytes(b"not a zip file")
+    assert ds.cached_dataset(config, built.cache_key) is None
+    assert "ignoring unreadable dataset cache" in caplog.text
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="data.source must be one of"):
         ds.build_dataset(_data_config(source="mocap"), use_cache=False)

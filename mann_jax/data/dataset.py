@@ -465,19 +465,15 @@ def build_dataset(config: ml_collections.ConfigDict, *, progress: bool = True, u
     if use_cache:
         key = cache_key(config)  # the only hashing of the input files (the Dataset carries the key)
         path = cache_path(config, key)
-        if path.exists():
-            try:
-                cached = _from_npz(path)
-            except Exception as e:  # a truncated or foreign file: rebuild rather than trust it
-                log.warning("ignoring unreadable dataset cache %s (%s); rebuilding", path, e)
-            else:
-                # The cache key leaves on_bad_clip out (the rows do not depend on it), so a dataset
-                # cached by a "skip" run answers a "raise" run too: raise for what it skipped.
-                if config.on_bad_clip == "raise" and cached.skipped:
-                    name, reason = next(iter(sorted(cached.skipped.items())))
-                    raise MotionDataError(None, f"{reason} (clip {name}, skipped when the dataset cache was built; "
-                                                "data.on_bad_clip='raise')")
-                return _normalised_as_configured(dataclasses.replace(cached, cache_key=key), config)
+        cached = _read_cache(path, "rebuilding")
+        if cached is not None:
+            # The cache key leaves on_bad_clip out (the rows do not depend on it), so a dataset
+            # cached by a "skip" run answers a "raise" run too: raise for what it skipped.
+            if config.on_bad_clip == "raise" and cached.skipped:
+                name, reason = next(iter(sorted(cached.skipped.items())))
+                raise MotionDataError(None, f"{reason} (clip {name}, skipped when the dataset cache was built; "
+                                            "data.on_bad_clip='raise')")
+            return _normalised_as_configured(dataclasses.replace(cached, cache_key=key), config)
     start = time.perf_counter()
     if config.source == "bvh":
         rows, skipped = _rows_from_bvh(config, progress)
@@ -502,11 +498,21 @@ def cache_path(config: ml_collections.ConfigDict, key: str) -> Path:
 def cached_dataset(config: ml_collections.ConfigDict, key: str) -> Dataset | None:
     """The dataset cached under ``key`` (e.g. one an earlier version of the row code built), normalised as
     ``config`` says; None when that file is gone or unreadable."""
-    try:
-        dataset = _from_npz(cache_path(config, key))
-    except Exception:  # missing, truncated or foreign: there is nothing to compare with
+    dataset = _read_cache(cache_path(config, key), "nothing to compare with")
+    if dataset is None:
         return None
     return _normalised_as_configured(dataclasses.replace(dataset, cache_key=key), config)
+
+
+def _read_cache(path: Path, fallback: str) -> Dataset | None:
+    """The dataset in cache file ``path``; None when absent, or unreadable (warning that it does ``fallback``)."""
+    if not path.exists():
+        return None
+    try:
+        return _from_npz(path)
+    except Exception as e:  # a truncated or foreign file: never trust it
+        log.warning("ignoring unreadable dataset cache %s (%s); %s", path, e, fallback)
+        return None
 
 
 def _normalised_as_configured(dataset: Dataset, config: ml_collections.ConfigDict) -> Dataset:

@@ -68,6 +68,7 @@ class TrainedModels:
       levels, seeds: per model; ``names``: per model.
       rows: the sweep's results table (:data:`mann_jax.sweep.TABLE_COLUMNS` per model).
       masks: stacked pruning masks (same structure as the pruned leaves of ``params``).
+      steps: the steps the sweep trained (its whole budget: studies never stop a sweep early; 0: not trained).
     """
 
     name: str
@@ -79,6 +80,7 @@ class TrainedModels:
     names: tuple[str, ...]
     rows: tuple[dict[str, Any], ...]
     masks: Any
+    steps: int
 
     def indices(self, level: float) -> list[int]:
         """Models of ``level`` (one per seed, in seed order)."""
@@ -104,7 +106,7 @@ def trained_models(config: ml_collections.ConfigDict, workdir: str | Path, name:
     fns = ModelFunctions.of(build_model(cfg.model, seed=int(result.plan.model_seeds[0])))
     return TrainedModels(name=name, config=cfg, fns=fns, params=params, levels=result.plan.model_levels,
                          seeds=result.plan.model_seeds, names=result.plan.names, rows=tuple(result.rows),
-                         masks=masks)
+                         masks=masks, steps=int(result.steps))
 
 
 #: Name of the trade-off sweep (``config.study.levels`` x seeds, unstructured): its dense and
@@ -155,7 +157,7 @@ def reference_models(config: ml_collections.ConfigDict, like: TrainedModels, *, 
     row = sweep.table_row(REFERENCE, 0.0, 0, params, masks, float("nan"), val_loss)
     return TrainedModels(name=REFERENCE, config=like.config, fns=like.fns,
                          params=jax.tree.map(lambda a: a[None], params), levels=(0.0,), seeds=(0,),
-                         names=(REFERENCE,), rows=(row,), masks=jax.tree.map(lambda m: m[None], masks))
+                         names=(REFERENCE,), rows=(row,), masks=jax.tree.map(lambda m: m[None], masks), steps=0)
 
 
 def check_levels(config: ml_collections.ConfigDict) -> float:

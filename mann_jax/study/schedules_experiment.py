@@ -44,7 +44,7 @@ from mann_jax.study.evaluation import (
     replay_window_set,
 )
 from mann_jax.study.models import trained_models
-from mann_jax.train import make_pruning_schedule, training_data
+from mann_jax.train import make_pruning_schedule
 
 #: Scenarios rolled out per model here.
 SCENARIOS: tuple[str, ...] = ("walk", "turn90")
@@ -183,8 +183,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
                                 dataset=dataset, progress=progress)
         ev = evaluate_models(models, models.indices(level), dataset, config, windows, scenario_names=SCENARIOS)
         evals[name] = ev
-        if total_steps is None:
-            total_steps = training_data(models.config, dataset, progress=False).total_steps
+        total_steps = models.steps  # one budget for every schedule (the same epochs and batch)
         curves[name] = sparsity_curve(models.config.pruning, level=level, total_steps=total_steps)
         masks = jax.tree.map(lambda m, ev=ev: np.asarray(m)[np.asarray(ev.indices)], models.masks)
         full = [m for m in jax.tree.leaves(masks) if m.ndim > 1]
