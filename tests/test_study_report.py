@@ -132,6 +132,16 @@ def test_missing_experiments_listed_with_commands(tmp_path):
         assert registry.command(name) in documented, name
 
 
+def test_missing_commands_repeat_the_config_the_study_ran_with(tmp_path):
+    make_experiment(tmp_path, "tradeoff", [finding("sparsity_costs_quality", "supported")])
+    registry.record_config(tmp_path, "configs/study.py:pretrained")
+    header = report.build_report(tmp_path).split("## The study's conclusions")[0]
+    assert f"python -m experiments.same_size --config configs/study.py:pretrained --workdir {tmp_path}" in header
+    assert ":runlocal" not in header
+    (tmp_path / registry.CONFIG_RECORD).write_text("{not json")  # unreadable: the default, not a crash
+    assert f"--config {registry.DEFAULT_CONFIG} --workdir {tmp_path}" in report.build_report(tmp_path)
+
+
 def test_trained_model_sweeps_listed_with_their_total_training_time(tmp_path):
     make_experiment(tmp_path, "tradeoff", [finding("sparsity_costs_quality", "supported")])
     rows = [{"name": f"level_{i}"} for i in range(3)]
@@ -350,6 +360,7 @@ def test_study_command_runs_the_registry_then_the_report(tmp_path):
     summary = json.loads(next(line for line in lines if line.startswith("{")))
     assert summary["experiment"] == "model_size" and summary["verdicts"] == ["supported"]
     assert f"report: {tmp_path / 'report.md'}" in lines and (tmp_path / "report.md").is_file()
+    assert registry.recorded_config(tmp_path) == "configs/study.py:toy"
     bad = subprocess.run(cmd[:-2] + ["--only=nope", f"--workdir={tmp_path}"], cwd=REPO, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --only: unknown experiment(s) ['nope']")

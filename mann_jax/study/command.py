@@ -33,6 +33,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (models/ and on
 Results = registry.Results
 
 
+def config_argument() -> str:
+    """``--config`` as given (``"configs/study.py:pretrained"``), for the commands the report prints."""
+    return str(config_flags.get_config_filename(flags.FLAGS["config"]))
+
+
 def check_study_settings(config: ml_collections.ConfigDict) -> None:
     """The ``study`` settings every experiment reads, checked before any model trains.
 
@@ -90,6 +95,7 @@ def run_experiment(name: str) -> None:
         logging.set_verbosity(logging.WARNING)
         check_study_settings(_CONFIG.value)
         with workdir_lock.hold(_WORKDIR.value):  # one writer per study folder
+            registry.record_config(_WORKDIR.value, config_argument())
             run_one(name, _CONFIG.value, _WORKDIR.value)
 
     cli.run(main)
@@ -106,6 +112,7 @@ def run_study(only: flags.FlagHolder[list[str] | None], no_report: flags.FlagHol
         check_study_settings(_CONFIG.value)
         print(remaining_work(names, _WORKDIR.value))
         with workdir_lock.hold(_WORKDIR.value):  # one writer per study folder
+            registry.record_config(_WORKDIR.value, config_argument())
             for name in names:
                 run_one(name, _CONFIG.value, _WORKDIR.value)
         if not no_report.value:

@@ -11,7 +11,9 @@ when an experiment runs, so reading the list (the report) imports no JAX.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -20,6 +22,8 @@ Results = Mapping[str, Any]
 #: Where the commands of :data:`EXPERIMENTS` write (the report substitutes the actual workdir).
 DEFAULT_WORKDIR = "runs/study"
 DEFAULT_CONFIG = "configs/study.py:runlocal"
+#: ``{"config": "<file>:<arg>"}``: the config a study folder's commands ran with (the report's commands repeat it).
+CONFIG_RECORD = "study_config.json"
 
 
 class StudyExperiment(NamedTuple):
@@ -56,12 +60,30 @@ class StudyExperiment(NamedTuple):
         return self.load().headline
 
 
-def command(name: str, workdir: str = DEFAULT_WORKDIR) -> str:
-    """The command that runs experiment ``name`` alone into ``workdir``."""
+def command(name: str, workdir: str = DEFAULT_WORKDIR, config: str = DEFAULT_CONFIG) -> str:
+    """The command that runs experiment ``name`` alone into ``workdir`` with study config ``config``."""
     exp = EXPERIMENTS[name]
     module = exp.entry_point or f"experiments.study --only={name}"
-    config = f" --config {DEFAULT_CONFIG}" if exp.takes_config else ""
-    return f"python -m {module}{config} --workdir {workdir}"
+    flag = f" --config {config}" if exp.takes_config else ""
+    return f"python -m {module}{flag} --workdir {workdir}"
+
+
+def recorded_config(workdir: str | Path) -> str:
+    """The config recorded in ``workdir`` by its last study command; :data:`DEFAULT_CONFIG` if none or unreadable."""
+    try:
+        config = json.loads((Path(workdir) / CONFIG_RECORD).read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_CONFIG
+    return config if isinstance(config, str) and config else DEFAULT_CONFIG
+
+
+def record_config(workdir: str | Path, config: str) -> None:
+    """Record ``config`` (``"<file>:<arg>"``) as the config of the study in ``workdir``."""
+    path = Path(workdir) / CONFIG_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"config": config}) + "\n")
+    tmp.replace(path)
 
 
 #: The study's experiments, in report order (the key is the folder under the workdir).

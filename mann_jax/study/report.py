@@ -362,7 +362,8 @@ def _link(target: Path, relative_to: Path) -> str:
 
 def _command(name: str, workdir: Path) -> str:
     folder = os.fspath(workdir)
-    return registry.command(name, folder if folder == registry.DEFAULT_WORKDIR else shlex.quote(folder))
+    return registry.command(name, folder if folder == registry.DEFAULT_WORKDIR else shlex.quote(folder),
+                            config=shlex.quote(registry.recorded_config(workdir)))
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:
