@@ -19,7 +19,7 @@ Scales (the argument):
   "pretrained" the authors' trained 8 x 512 dog network ($MANN_PRETRAINED, else
               ../shared/data/mann_pretrained) pruned while fine-tuning for 2 epochs (pruning in the
               first 80 %), 10 levels x 3 seeds; the same-size dense models trained from scratch for 20
-              epochs. About 3 hours of a 2-core CPU in all; every sweep resumes where it stopped.
+              epochs. Hours of a 2-core CPU, in sittings (docs/results.md): every sweep resumes.
               The trade-off also measures the authors' network untouched (the dense reference: a
               table row and a line in each figure); re-running a finished trade-off measures only it.
 

@@ -2,6 +2,7 @@
 
   python -m experiments.report --workdir runs/study                      # -> runs/study/report.md
   python -m experiments.report --workdir runs/study --out REPORT.md      # elsewhere (links adjusted)
+  python -m experiments.report --workdir runs/study --publish docs/study # + results.json and PNGs, to commit
 
 The report gives, for each of the study's three conclusions, whether our numbers support it (and
 the evidence), then every experiment's tables, figures and findings; experiments not run yet are
@@ -22,14 +23,22 @@ from mann_jax.study import report
 _WORKDIR = flags.DEFINE_string("workdir", None, "The study's folder (each experiment in <workdir>/<experiment>/).",
                                required=True)
 _OUT = flags.DEFINE_string("out", None, "Where to write the report (default <workdir>/report.md).")
+_PUBLISH = flags.DEFINE_string("publish", None, "A folder to copy the report into with every results.json and PNG "
+                               "figure it shows (to commit; checkpoints and events stay behind).")
 
 
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
+    if _PUBLISH.value and _OUT.value:
+        print("error: give --out or --publish, not both (--publish writes <folder>/report.md)", file=sys.stderr)
+        sys.exit(2)
     try:
         collected = report.collect(_WORKDIR.value)
-        path = report.write_report(_WORKDIR.value, _OUT.value)
+        if _PUBLISH.value:
+            path = report.publish(_WORKDIR.value, _PUBLISH.value)
+        else:
+            path = report.write_report(_WORKDIR.value, _OUT.value)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -222,6 +222,29 @@ def test_figure_links_point_to_existing_files(tmp_path):
     assert "same_size/turning.png)" not in text
 
 
+def test_publish_copies_results_and_pngs_and_links_the_copies(tmp_path):
+    study = tmp_path / "study"
+    make_experiment(study, "tradeoff", [finding("sparsity_costs_quality", "supported")],
+                    figures=("skating_vs_sparsity", "loss_vs_sparsity"))
+    assert (study / "tradeoff" / "tensorboard").is_dir()  # events: left behind
+    before = sorted(p.relative_to(study) for p in study.rglob("*"))
+    path = report.publish(study, tmp_path / "docs" / "study")
+    dest = path.parent
+    assert path == tmp_path / "docs" / "study" / "report.md"
+    assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == [
+        Path(p) for p in ("report.md", "tradeoff", "tradeoff/loss_vs_sparsity.png", "tradeoff/results.json",
+                          "tradeoff/skating_vs_sparsity.png")]
+    text = path.read_text()
+    targets = re.findall(r"\]\(([^)#]+)\)", text)
+    assert sorted(targets) == ["tradeoff/loss_vs_sparsity.png", "tradeoff/results.json",
+                               "tradeoff/skating_vs_sparsity.png"]  # the copies; no SVG link
+    assert (dest / "tradeoff" / "results.json").read_bytes() == (study / "tradeoff" / "results.json").read_bytes()
+    assert "**supported**" in text
+    assert sorted(p.relative_to(study) for p in study.rglob("*")) == before  # the study folder untouched
+    with pytest.raises(report.ReportWriteError, match="into the study's own folder"):
+        report.publish(study, study)
+
+
 def test_unreadable_results_and_unknown_conclusions_are_reported(tmp_path):
     make_experiment(tmp_path, "tradeoff", [finding("sparsity_costs_quality", "supported", "skating rises")])
     (tmp_path / "same_size").mkdir()
@@ -325,6 +348,12 @@ def test_cli_end_to_end(tmp_path):
     proc = subprocess.run(cmd + [f"--out={folder}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {folder}: cannot write the report"), proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out.tmp").exists()
+    proc = subprocess.run(cmd + [f"--out={folder}/r.md", f"--publish={folder}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: give --out or --publish, not both"), proc.stderr
+    proc = subprocess.run(cmd + [f"--publish={folder}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and f"report: {folder / 'report.md'}" in proc.stdout, proc.stderr
+    assert (folder / "tradeoff" / "results.json").is_file()
 
     empty = tmp_path / "empty"
     empty.mkdir()

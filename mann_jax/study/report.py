@@ -7,7 +7,8 @@
 renders them: a header (what ran, what is missing and the command that runs it, what could not
 be read), then the study's three conclusions (:data:`~mann_jax.study.results.CONCLUSIONS`) with
 our overall verdict on each and the findings behind it, then one section per experiment (scale,
-wall time, tables, figures, findings). :func:`write_report` writes it atomically.
+wall time, tables, figures, findings). :func:`write_report` writes it atomically; :func:`publish`
+copies it with its results and PNG figures into a folder fit to commit (``docs/``).
 
 A conclusion's overall verdict (:func:`overall_verdict`, stated in the report as
 :data:`VERDICT_RULE`) is never more than the findings show: **supported** only when at least one
@@ -26,6 +27,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -543,7 +545,43 @@ def write_report(workdir: str | os.PathLike, path: str | os.PathLike | None = No
     if path.is_dir():
         raise ReportWriteError(f"{path}: cannot write the report: it is a folder (give a file name, "
                                f"e.g. {path / REPORT_FILE})")
-    text = build_report(workdir, relative_to=path.parent)
+    _write_atomically(path, build_report(workdir, relative_to=path.parent))
+    return path
+
+
+def publish(workdir: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy what the report shows (each experiment's results.json and PNG figures) into ``dest`` and write
+    ``dest/report.md`` linking the copies; return its path.
+
+    Makes a study fit to commit: checkpoints, TensorBoard events and the SVG twins stay in ``workdir``.
+    Files published earlier into ``dest`` are overwritten, never deleted.
+
+    Raises:
+      FileNotFoundError: no experiment has written results in ``workdir``.
+      ReportWriteError: ``dest`` cannot be written.
+    """
+    collected, dest = collect(workdir), Path(dest)
+    if dest.resolve() == collected.workdir.resolve():
+        raise ReportWriteError(f"{dest}: cannot publish the report into the study's own folder (its report.md "
+                               "is written there anyway; give another folder)")
+    runs = []
+    try:
+        for run in collected.runs:
+            folder = dest / run.name
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in [RESULTS_FILE, *run.results["figures"]]:
+                if (run.folder / name).is_file():
+                    shutil.copy2(run.folder / name, folder / name)
+            runs.append(dataclasses.replace(run, folder=folder))
+    except OSError as e:
+        raise ReportWriteError(f"{dest}: cannot publish the report: {unwritable_reason(dest, e)}") from None
+    path = dest / REPORT_FILE
+    _write_atomically(path, render(dataclasses.replace(collected, runs=tuple(runs)), relative_to=dest))
+    return path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: an earlier file stays whole if writing fails."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -553,4 +591,3 @@ def write_report(workdir: str | os.PathLike, path: str | os.PathLike | None = No
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise ReportWriteError(f"{path}: cannot write the report: {unwritable_reason(path, e)}") from None
-    return path
