@@ -121,90 +121,116 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
     """Run the ablation experiment; write ``<workdir>/ablation/``; return the ``results.json`` payload."""
     t0 = time.time()
     pair = dense_and_sparse(config, workdir, dataset=dataset, progress=progress)
-    fps, seeds, n, groups = float(config.study.fps), pair.seeds, len(pair.dense), pair.groups
-    result = abl.run_ablation(pair.models.fns, pair.params(), pair.dataset, config.study, fps=fps,
+    result = abl.run_ablation(pair.models.fns, pair.params(), pair.dataset, config.study, fps=float(config.study.fps),
                               contact_max_height=float(config.data.contact_max_height),
                               windows=replay_window_set(config, pair.dataset), progress=progress)
-    k = result.num_experts
-    experts = [f"expert {i}" for i in range(k)]
-    scen, styles, conds = list(result.scenarios), list(result.styles), list(result.conditions)
+    per = {kind: _per_model_kind(result, sl, pair.names(kind)) for kind, sl in pair.groups.items()}
+    correlation = _correlations(per, len(pair.dense))
+    failures = {kind: _failures(per[kind]["action_fail_fraction"], result) for kind in pair.groups}
+    jaccard = [broken_overlap(per["dense"]["action_happens"][:, s], per["sparse"]["action_happens"][:, s])
+               for s in range(len(pair.dense))]
+    out = Path(workdir) / EXPERIMENT
+    figures = _figures(per, result, config.study, out, len(pair.dense))
+    scalars = _scalars(per, result, correlation)
+    scalars[0]["broken_actions_jaccard"] = stats.summary(jaccard)["mean"]
+    data = {
+        "fps": float(config.study.fps), "sparse_level": float(config.study.sparse_level), "seeds": pair.seeds,
+        "experts": result.num_experts, "conditions": list(result.conditions), "scenarios": list(result.scenarios),
+        "styles": list(result.styles), "eval_split": str(config.study.eval_split),
+        "replay_windows": result.windows, "thresholds": result.thresholds.as_dict(),
+        "action_threshold": dict(zip(result.scenarios, result.action_threshold)),
+        "models": per, "correlation": correlation, "broken_actions_jaccard": stats.summary(jaccard),
+        "failures": failures, "axes": _AXES,
+    }
+    return results.write_results(out, experiment=EXPERIMENT, title=TITLE, scale=results.scale_of(config),
+                                 tables=_tables(per, result, correlation, failures, pair.seeds),
+                                 figures=figures, findings=_findings(config.study, correlation, jaccard, failures),
+                                 data=data, seconds=time.time() - t0, scalars=scalars)
 
-    # ---- impacts per model kind, per seed
-    per: dict[str, dict[str, Any]] = {}
-    for kind, sl in groups.items():
-        skating, error, happens = result.skating[:, sl], result.replay_error[:, sl], result.happens[:, sl]
-        skating_support = result.skating_support[:, sl]
-        imp_sk, imp_err = abl.impact(skating), abl.impact(error)  # (n, K, S), (n, K, Y)
-        imp_sup = abl.impact(skating_support)
-        fail = np.where(np.isfinite(happens), 1.0 - happens, np.nan)  # (C, n, S)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            fail_fraction = np.nanmean(fail, axis=1)  # (C, S)
-        per[kind] = {
-            "names": pair.names(kind),
-            "skating_cm_per_frame": skating, "skating_support_cm_per_frame": skating_support,
-            "replay_error_m": error, "action_happens": happens,
-            "action_value": result.action_value[:, sl],
-            "impact_skating": imp_sk, "impact_skating_support": imp_sup, "impact_error": imp_err,
-            "impact_skating_support_mean": _mean_std(imp_sup)[0], "impact_skating_support_std": _mean_std(imp_sup)[1],
-            "impact_skating_mean": _mean_std(imp_sk)[0], "impact_skating_std": _mean_std(imp_sk)[1],
-            "impact_error_mean": _mean_std(imp_err)[0], "impact_error_std": _mean_std(imp_err)[1],
-            "action_fail_fraction": fail_fraction,
-            "motion_metrics": [[result.metrics[c][m] for m in range(sl.start, sl.stop)] for c in range(len(conds))],
-            "action_checks": [[result.checks[c][m] for m in range(sl.start, sl.stop)] for c in range(len(conds))],
-        }
 
-    # ---- dense vs sparse: rank correlation of the impact profiles, per seed
+_AXES = {"skating_cm_per_frame": "condition, seed, scenario", "replay_error_m": "condition, seed, style",
+         "action_happens": "condition, seed, scenario (1 / 0, null: not measured)",
+         "skating_support_cm_per_frame": "condition, seed, scenario",
+         "action_value": "condition, seed, scenario", "impact_skating(_support)": "seed, expert, scenario",
+         "impact_error": "seed, expert, style", "impact_*_mean / _std": "expert, scenario or style",
+         "action_fail_fraction": "condition, scenario", "motion_metrics / action_checks": "condition, seed"}
+
+
+def _per_model_kind(result: abl.Ablation, sl: slice, names: list[str]) -> dict[str, Any]:
+    """One model kind's (dense or sparse) measurements and impacts; ``sl`` selects its models."""
+    skating, error, happens = result.skating[:, sl], result.replay_error[:, sl], result.happens[:, sl]
+    skating_support = result.skating_support[:, sl]
+    imp_sk, imp_err, imp_sup = abl.impact(skating), abl.impact(error), abl.impact(skating_support)  # (n, K, S|Y)
+    fail = np.where(np.isfinite(happens), 1.0 - happens, np.nan)  # (C, n, S)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an action never measured: NaN, not a warning
+        fail_fraction = np.nanmean(fail, axis=1)  # (C, S)
+    models = range(sl.start, sl.stop)
+    return {
+        "names": names,
+        "skating_cm_per_frame": skating, "skating_support_cm_per_frame": skating_support,
+        "replay_error_m": error, "action_happens": happens, "action_value": result.action_value[:, sl],
+        "impact_skating": imp_sk, "impact_skating_support": imp_sup, "impact_error": imp_err,
+        "impact_skating_support_mean": _mean_std(imp_sup)[0], "impact_skating_support_std": _mean_std(imp_sup)[1],
+        "impact_skating_mean": _mean_std(imp_sk)[0], "impact_skating_std": _mean_std(imp_sk)[1],
+        "impact_error_mean": _mean_std(imp_err)[0], "impact_error_std": _mean_std(imp_err)[1],
+        "action_fail_fraction": fail_fraction,
+        "motion_metrics": [[result.metrics[c][m] for m in models] for c in range(len(result.conditions))],
+        "action_checks": [[result.checks[c][m] for m in models] for c in range(len(result.conditions))],
+    }
+
+
+def _correlations(per: Mapping[str, Mapping[str, Any]], n: int) -> dict[str, Any]:
+    """Dense vs sparse: Spearman's rho of the impact matrices per seed, plain and scenario-centred."""
     correlation: dict[str, Any] = {}
     for metric in ("skating", "skating_support", "error"):
         for centred in (False, True):
-            key = metric + ("_centred" if centred else "")
             rhos = [abl.impact_correlation(per["dense"][f"impact_{metric}"][s], per["sparse"][f"impact_{metric}"][s],
                                            centred=centred) for s in range(n)]
-            correlation[key] = stats.summary(rhos)
+            correlation[metric + ("_centred" if centred else "")] = stats.summary(rhos)
+    return correlation
 
-    # ---- which actions fail with which expert off (in at least half the seeds)
-    failures: dict[str, dict[str, list[str]]] = {}
-    for kind in groups:
-        ff = per[kind]["action_fail_fraction"]
-        failures[kind] = {c: [s for j, s in enumerate(scen) if np.isfinite(ff[i, j]) and ff[i, j] >= 0.5]
-                          for i, c in enumerate(conds)}
 
+def _failures(fail_fraction: np.ndarray, result: abl.Ablation) -> dict[str, list[str]]:
+    """Per condition, the actions that fail in at least half of the seeds."""
+    return {c: [s for j, s in enumerate(result.scenarios)
+                if np.isfinite(fail_fraction[i, j]) and fail_fraction[i, j] >= 0.5]
+            for i, c in enumerate(result.conditions)}
+
+
+def _agreement_finding(claim: str, values: list[float], what: str) -> stats.Finding:
+    return stats.Finding("experts_keep_roles", claim, *stats.agreement(values, threshold=RHO_THRESHOLD, what=what))
+
+
+def _findings(study: ml_collections.ConfigDict, correlation: Mapping[str, Any], jaccard: list[float],
+              failures: Mapping[str, Mapping[str, list[str]]]) -> list[stats.Finding]:
+    """The ``experts_keep_roles`` findings: four rank agreements of the impacts, one overlap of broken actions."""
     findings = [
-        stats.Finding("experts_keep_roles",
-                      f"Switching an expert off raises foot skating in the same scenarios in the dense and the "
-                      f"{config.study.sparse_level:.0%} sparse model: per seed, Spearman's rho between the two "
-                      f"impact matrices (experts x scenarios) exceeds {RHO_THRESHOLD}.",
-                      *stats.agreement(correlation["skating"]["values"], threshold=RHO_THRESHOLD,
-                                       what="Spearman rho (skating impact, dense vs sparse)")),
-        stats.Finding("experts_keep_roles",
-                      f"Switching an expert off raises the held-out ({config.study.eval_split}) posture error of the "
-                      f"same styles in the dense and the sparse model: per seed, Spearman's rho between the two "
-                      f"impact matrices (experts x styles) exceeds {RHO_THRESHOLD}.",
-                      *stats.agreement(correlation["error"]["values"], threshold=RHO_THRESHOLD,
-                                       what="Spearman rho (held-out error impact, dense vs sparse)")),
+        _agreement_finding(
+            f"Switching an expert off raises foot skating in the same scenarios in the dense and the "
+            f"{study.sparse_level:.0%} sparse model: per seed, Spearman's rho between the two "
+            f"impact matrices (experts x scenarios) exceeds {RHO_THRESHOLD}.",
+            correlation["skating"]["values"], "Spearman rho (skating impact, dense vs sparse)"),
+        _agreement_finding(
+            f"Switching an expert off raises the held-out ({study.eval_split}) posture error of the "
+            f"same styles in the dense and the sparse model: per seed, Spearman's rho between the two "
+            f"impact matrices (experts x styles) exceeds {RHO_THRESHOLD}.",
+            correlation["error"]["values"], "Spearman rho (held-out error impact, dense vs sparse)"),
+        _agreement_finding(
+            f"Switching an expert off raises foot skating measured above the rollout's own support (hover-proof: "
+            f"the sparse model's paws hover above the 2.5 cm skating height of the study's measure) in the same "
+            f"scenarios in the dense and the sparse model: per seed, Spearman's rho between the two impact matrices "
+            f"exceeds {RHO_THRESHOLD}.",
+            correlation["skating_support"]["values"], "Spearman rho (skating-above-support impact, dense vs sparse)"),
+        _agreement_finding(
+            f"Beyond how sensitive each scenario is, the same experts matter most in the dense and the sparse model: "
+            f"per seed, Spearman's rho of the skating impact matrices with each scenario's mean over experts "
+            f"removed exceeds {RHO_THRESHOLD}.",
+            correlation["skating_centred"]["values"], "Spearman rho (skating impact, scenario means removed)"),
     ]
-    findings.append(stats.Finding(
-        "experts_keep_roles",
-        f"Switching an expert off raises foot skating measured above the rollout's own support (hover-proof: the "
-        f"sparse model's paws hover above the 2.5 cm skating height of the study's measure) in the same scenarios "
-        f"in the dense and the sparse model: per seed, Spearman's rho between the two impact matrices exceeds "
-        f"{RHO_THRESHOLD}.",
-        *stats.agreement(correlation["skating_support"]["values"], threshold=RHO_THRESHOLD,
-                         what="Spearman rho (skating-above-support impact, dense vs sparse)")))
-    findings.append(stats.Finding(
-        "experts_keep_roles",
-        f"Beyond how sensitive each scenario is, the same experts matter most in the dense and the sparse model: "
-        f"per seed, Spearman's rho of the skating impact matrices with each scenario's mean over experts removed "
-        f"exceeds {RHO_THRESHOLD}.",
-        *stats.agreement(correlation["skating_centred"]["values"], threshold=RHO_THRESHOLD,
-                         what="Spearman rho (skating impact, scenario means removed)")))
-    jaccard = [broken_overlap(per["dense"]["action_happens"][:, s], per["sparse"]["action_happens"][:, s])
-               for s in range(n)]
-    overlap = stats.summary(jaccard)
     fail_text = "; ".join(f"{kind}: " + (", ".join(f"{_condition_label(c)} -> {'/'.join(v)}"
                                                    for c, v in failures[kind].items() if v) or "none")
-                          for kind in groups)
+                          for kind in failures)
     verdict, evidence = stats.agreement(jaccard, threshold=JACCARD_THRESHOLD,
                                         what="Jaccard index of the (expert, action) pairs broken, dense vs sparse")
     if not np.isfinite(jaccard).any():
@@ -215,36 +241,42 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
         f"when it happens with every expert on and not with that expert off): per seed, the Jaccard index of the "
         f"broken (expert, action) pairs exceeds {JACCARD_THRESHOLD}.",
         verdict, evidence + f". Actions failing in at least half of the seeds, per condition: {fail_text}"))
+    return findings
 
-    # ---- figures
-    out = Path(workdir) / EXPERIMENT
-    sl = config.study.sparse_level
-    figs = []
-    fig = _heatmaps([(f"dense ({n} seeds)", per["dense"]["impact_skating_mean"]),
-                     (f"sparse {sl:.0%} ({n} seeds)", per["sparse"]["impact_skating_mean"])], experts, scen,
-                    title="Rise in foot skating with one expert off (mean over seeds)", cbar="cm / frame")
-    figs.append(results.save_figure(fig, out, "impact_skating"))
-    fig = _heatmaps([(f"dense ({n} seeds)", per["dense"]["impact_skating_support_mean"]),
-                     (f"sparse {sl:.0%} ({n} seeds)", per["sparse"]["impact_skating_support_mean"])], experts, scen,
-                    title="Rise in foot skating above the own support with one expert off (mean over seeds)",
-                    cbar="cm / frame")
-    figs.append(results.save_figure(fig, out, "impact_skating_support"))
-    fig = _heatmaps([(f"dense ({n} seeds)", per["dense"]["impact_error_mean"]),
-                     (f"sparse {sl:.0%} ({n} seeds)", per["sparse"]["impact_error_mean"])], experts, styles,
-                    title=f"Rise in held-out ({config.study.eval_split}) posture error with one expert off",
-                    cbar="m", fmt="{:+.4f}")
-    figs.append(results.save_figure(fig, out, "impact_error"))
-    fig = _heatmaps([(f"dense ({n} seeds)", per["dense"]["action_fail_fraction"]),
-                     (f"sparse {sl:.0%} ({n} seeds)", per["sparse"]["action_fail_fraction"])],
-                    ["none"] + experts, scen, title="Fraction of seeds in which the action fails",
-                    cbar="fraction of seeds", fmt="{:.2f}", cmap="Reds", symmetric=False)
-    figs.append(results.save_figure(fig, out, "action_failures"))
 
-    # ---- tables
+def _figures(per: Mapping[str, Mapping[str, Any]], result: abl.Ablation, study: ml_collections.ConfigDict,
+             out: Path, n: int) -> list[str]:
+    """Dense and sparse heat-maps side by side: the three impacts and the action failures."""
+    experts = [f"expert {i}" for i in range(result.num_experts)]
+    scen, styles = list(result.scenarios), list(result.styles)
+
+    def panels(key: str) -> list[tuple[str, np.ndarray]]:
+        return [(f"dense ({n} seeds)", per["dense"][key]), (f"sparse {study.sparse_level:.0%} ({n} seeds)",
+                                                            per["sparse"][key])]
+
+    specs: list[tuple[str, list[tuple[str, np.ndarray]], list[str], list[str], dict[str, Any]]] = [
+        ("impact_skating", panels("impact_skating_mean"), experts, scen,
+         dict(title="Rise in foot skating with one expert off (mean over seeds)", cbar="cm / frame")),
+        ("impact_skating_support", panels("impact_skating_support_mean"), experts, scen,
+         dict(title="Rise in foot skating above the own support with one expert off (mean over seeds)",
+              cbar="cm / frame")),
+        ("impact_error", panels("impact_error_mean"), experts, styles,
+         dict(title=f"Rise in held-out ({study.eval_split}) posture error with one expert off",
+              cbar="m", fmt="{:+.4f}")),
+        ("action_failures", panels("action_fail_fraction"), ["none"] + experts, scen,
+         dict(title="Fraction of seeds in which the action fails", cbar="fraction of seeds", fmt="{:.2f}",
+              cmap="Reds", symmetric=False)),
+    ]
+    return [results.save_figure(_heatmaps(p, rows, cols, **kw), out, name) for name, p, rows, cols, kw in specs]
+
+
+def _tables(per: Mapping[str, Mapping[str, Any]], result: abl.Ablation, correlation: Mapping[str, Any],
+            failures: Mapping[str, Mapping[str, list[str]]], seeds: list[int]) -> list[dict[str, Any]]:
+    """Impacts per expert, the per-seed rank correlations, and in how many seeds each action happens."""
+    scen, styles, conds = list(result.scenarios), list(result.styles), list(result.conditions)
     rows = []
-    for kind in groups:
-        p = per[kind]
-        for i in range(k):
+    for kind, p in per.items():
+        for i in range(result.num_experts):
             rows.append([kind, i]
                         + [_cell(p["impact_skating_mean"][i, j], p["impact_skating_std"][i, j], "+.3f")
                            for j in range(len(scen))]
@@ -259,45 +291,29 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
                 for key, c in correlation.items()]
     rho_table = results.table("Dense vs sparse impact profiles: Spearman rho per seed",
                               ["impact matrix"] + [f"seed {s}" for s in seeds] + ["mean ± std"], rho_rows)
-    act_rows = []
-    for kind in groups:
-        h = per[kind]["action_happens"]
-        for i, c in enumerate(conds):
-            act_rows.append([kind, c] + [_count(h[i, :, j]) for j in range(len(scen))])
+    act_rows = [[kind, c] + [_count(p["action_happens"][i, :, j]) for j in range(len(scen))]
+                for kind, p in per.items() for i, c in enumerate(conds)]
     action_table = results.table("Seeds in which the action happens, per condition", ["model", "condition"] + scen,
                                  act_rows)
+    return [impact_table, rho_table, action_table]
 
-    # ---- TensorBoard scalars: step 0 = nothing off, step k + 1 = expert k off (means over seeds)
+
+def _scalars(per: Mapping[str, Mapping[str, Any]], result: abl.Ablation,
+             correlation: Mapping[str, Any]) -> dict[int, dict[str, float]]:
+    """TensorBoard scalars: step 0 = nothing off, step k + 1 = expert k off (means over seeds)."""
+    scen, styles = list(result.scenarios), list(result.styles)
     scalars: dict[int, dict[str, float]] = {}
-    for kind in groups:
-        p = per[kind]
+    for kind, p in per.items():
         sk_mean = _mean_std(p["skating_cm_per_frame"], axis=1)[0]
         err_mean = _mean_std(p["replay_error_m"], axis=1)[0]
-        for i in range(len(conds)):
+        for i in range(len(result.conditions)):
             d = scalars.setdefault(i, {})
             d.update({f"skating_cm_per_frame/{kind}/{s}": float(sk_mean[i, j]) for j, s in enumerate(scen)})
             d.update({f"replay_error_m/{kind}/{y}": float(err_mean[i, j]) for j, y in enumerate(styles)})
             d.update({f"action_fail_fraction/{kind}/{s}": float(p["action_fail_fraction"][i, j])
                       for j, s in enumerate(scen)})
     scalars[0].update({f"spearman_rho/{key}": c["mean"] for key, c in correlation.items()})
-    scalars[0]["broken_actions_jaccard"] = overlap["mean"]
-
-    data = {
-        "fps": fps, "sparse_level": float(sl), "seeds": seeds, "experts": k, "conditions": conds,
-        "scenarios": scen, "styles": styles, "eval_split": str(config.study.eval_split),
-        "replay_windows": result.windows, "thresholds": result.thresholds.as_dict(),
-        "action_threshold": dict(zip(scen, result.action_threshold)),
-        "models": per, "correlation": correlation, "broken_actions_jaccard": overlap, "failures": failures,
-        "axes": {"skating_cm_per_frame": "condition, seed, scenario", "replay_error_m": "condition, seed, style",
-                 "action_happens": "condition, seed, scenario (1 / 0, null: not measured)",
-                 "skating_support_cm_per_frame": "condition, seed, scenario",
-                 "action_value": "condition, seed, scenario", "impact_skating(_support)": "seed, expert, scenario",
-                 "impact_error": "seed, expert, style", "impact_*_mean / _std": "expert, scenario or style",
-                 "action_fail_fraction": "condition, scenario", "motion_metrics / action_checks": "condition, seed"},
-    }
-    return results.write_results(out, experiment=EXPERIMENT, title=TITLE, scale=results.scale_of(config),
-                                 tables=[impact_table, rho_table, action_table], figures=figs, findings=findings,
-                                 data=data, seconds=time.time() - t0, scalars=scalars)
+    return scalars
 
 
 def headline(res: Mapping[str, Any]) -> dict[str, Any]:

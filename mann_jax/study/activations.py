@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_collections
 import numpy as np
@@ -135,115 +135,145 @@ def _similarity_figure(cosine: dict[str, dict[str, Any]], entropy: dict[str, dic
     return fig
 
 
+class _GatingStats(NamedTuple):
+    """Per model kind ("dense", "sparse") and action: the per-seed gating statistics and their summaries."""
+    profiles: dict[str, dict[str, np.ndarray]]  # kind -> action -> (n, K) mean coefficients
+    entropy: dict[str, dict[str, np.ndarray]]  # kind -> action -> (n,) nats
+    variation: dict[str, dict[str, np.ndarray]]  # kind -> action -> (n,)
+    entropy_summary: dict[str, dict[str, dict[str, Any]]]
+    variation_summary: dict[str, dict[str, dict[str, Any]]]
+    cosine: dict[str, dict[str, Any]]  # action -> summary over seeds of the dense vs sparse cosine
+    cos_per_seed: np.ndarray  # (n,) cosine averaged over the actions
+    ent_per_seed: dict[str, np.ndarray]  # kind -> (n,) entropy averaged over the actions
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
         progress: bool = True) -> dict[str, Any]:
     """Run the activations experiment; write ``<workdir>/activations/``; return the ``results.json`` payload."""
     t0 = time.time()
-    fps = float(config.study.fps)
+    fps, sl = float(config.study.fps), float(config.study.sparse_level)
     scs = study_scenarios(config.study, fps=fps, names=list(SCENARIOS))
     pair = dense_and_sparse(config, workdir, dataset=dataset, progress=progress)
-    seeds, n, groups = pair.seeds, len(pair.dense), pair.groups
     ro = run_scenarios(pair.models.fns, pair.params(), pair.dataset, scs, fps=fps)
     per_sc = gating_lib.scenario_gating(ro, fps=fps)
-    scen = [sc.name for sc in scs]
-    k = int(np.shape(ro.result.gating)[-1])
-
-    profiles = {kind: {sc: per_sc[sc]["profile"][sl] for sc in scen} for kind, sl in groups.items()}  # (n, K)
-    entropy = {kind: {sc: per_sc[sc]["entropy"][sl] for sc in scen} for kind, sl in groups.items()}  # (n,)
-    variation = {kind: {sc: per_sc[sc]["variation"][sl] for sc in scen} for kind, sl in groups.items()}  # (n,)
-    variation_summary = {kind: {sc: stats.summary(variation[kind][sc]) for sc in scen} for kind in groups}
-    cosine_values = {sc: gating_lib.cosine_similarity(profiles["dense"][sc], profiles["sparse"][sc]) for sc in scen}
-    cosine = {sc: stats.summary(np.atleast_1d(cosine_values[sc])) for sc in scen}
-    entropy_summary = {kind: {sc: stats.summary(entropy[kind][sc]) for sc in scen} for kind in groups}
-    cos_per_seed = np.nanmean(np.stack([np.atleast_1d(cosine_values[sc]) for sc in scen]), axis=0)  # (n,)
-    ent_per_seed = {kind: np.mean(np.stack([entropy[kind][sc] for sc in scen]), axis=0) for kind in groups}
+    scen, k, groups = [sc.name for sc in scs], int(np.shape(ro.result.gating)[-1]), pair.groups
+    st = _gating_stats(per_sc, scen, groups)
     max_h = gating_lib.max_entropy(k)
+    series = {kind: {sc: per_sc[sc]["series"][sl_.start] for sc in scen} for kind, sl_ in groups.items()}
+    frames = {sc: (int(per_sc[sc]["frames"][0]), int(per_sc[sc]["frames"][1])) for sc in scen}
+    out = Path(workdir) / EXPERIMENT
+    figs = [
+        results.save_figure(_series_figure(series, frames, scen, fps=fps, seed=pair.seeds[0], sparse_level=sl), out,
+                            "gating_over_time"),
+        results.save_figure(_profiles_figure(st.profiles, scen, sparse_level=sl), out, "mean_profiles"),
+        results.save_figure(_similarity_figure(st.cosine, st.entropy_summary, scen, max_entropy=max_h,
+                                               sparse_level=sl), out, "similarity_entropy"),
+    ]
+    data = {
+        "fps": fps, "sparse_level": sl, "seeds": pair.seeds, "experts": k, "scenarios": scen,
+        "max_entropy_nats": max_h, "action_frames": frames,
+        "model_names": {kind: pair.names(kind) for kind in groups},
+        "profiles": st.profiles, "entropy_nats": st.entropy, "cosine": st.cosine, "entropy": st.entropy_summary,
+        "variation": st.variation_summary,
+        "per_seed": {"cosine_mean_over_actions": stats.summary(st.cos_per_seed),
+                     "entropy_dense_mean_over_actions": stats.summary(st.ent_per_seed["dense"]),
+                     "entropy_sparse_mean_over_actions": stats.summary(st.ent_per_seed["sparse"])},
+        "series_seed": pair.seeds[0], "series": series,
+        "axes": {"profiles": "seed, expert", "entropy_nats": "seed", "series": "frame, expert (seed series_seed)",
+                 "action_frames": "[start, stop) frames of the action in each scenario"},
+    }
+    return results.write_results(out, experiment=EXPERIMENT, title=TITLE, scale=results.scale_of(config),
+                                 tables=_tables(st, scen, sparse_level=sl, n=len(pair.dense), k=k, max_h=max_h),
+                                 figures=figs, findings=_findings(st, scen, sparse_level=sl, max_h=max_h),
+                                 data=data, seconds=time.time() - t0, scalars=_scalars(st, series, scen))
 
-    sl = float(config.study.sparse_level)
+
+def _gating_stats(per_sc: Mapping[str, Mapping[str, Any]], scen: list[str],
+                  groups: Mapping[str, slice]) -> _GatingStats:
+    """Split the per-scenario gating statistics by model kind; compare dense and sparse seed by seed."""
+    profiles = {kind: {sc: per_sc[sc]["profile"][sl] for sc in scen} for kind, sl in groups.items()}
+    entropy = {kind: {sc: per_sc[sc]["entropy"][sl] for sc in scen} for kind, sl in groups.items()}
+    variation = {kind: {sc: per_sc[sc]["variation"][sl] for sc in scen} for kind, sl in groups.items()}
+    cosine_values = {sc: gating_lib.cosine_similarity(profiles["dense"][sc], profiles["sparse"][sc]) for sc in scen}
+    return _GatingStats(
+        profiles=profiles, entropy=entropy, variation=variation,
+        entropy_summary={kind: {sc: stats.summary(entropy[kind][sc]) for sc in scen} for kind in groups},
+        variation_summary={kind: {sc: stats.summary(variation[kind][sc]) for sc in scen} for kind in groups},
+        cosine={sc: stats.summary(np.atleast_1d(cosine_values[sc])) for sc in scen},
+        cos_per_seed=np.nanmean(np.stack([np.atleast_1d(cosine_values[sc]) for sc in scen]), axis=0),
+        ent_per_seed={kind: np.mean(np.stack([entropy[kind][sc] for sc in scen]), axis=0) for kind in groups})
+
+
+def _findings(st: _GatingStats, scen: list[str], *, sparse_level: float, max_h: float) -> list[stats.Finding]:
+    """Same profiles and flatter when sparse (``experts_keep_roles``); the gating's motion in each gait."""
     findings = [
         stats.Finding("experts_keep_roles",
-                      f"The dense and the {sl:.0%} sparse model activate the experts with the same profile in each "
-                      f"action ({', '.join(scen)}): per seed, the cosine similarity of their mean gating profiles, "
-                      f"averaged over the actions, exceeds {COSINE_THRESHOLD}.",
-                      *stats.agreement(cos_per_seed, threshold=COSINE_THRESHOLD,
+                      f"The dense and the {sparse_level:.0%} sparse model activate the experts with the same profile "
+                      f"in each action ({', '.join(scen)}): per seed, the cosine similarity of their mean gating "
+                      f"profiles, averaged over the actions, exceeds {COSINE_THRESHOLD}.",
+                      *stats.agreement(st.cos_per_seed, threshold=COSINE_THRESHOLD,
                                        what="cosine similarity of the mean profiles (mean over actions)")),
     ]
-    verdict, evidence = stats.compare_means(ent_per_seed["sparse"], ent_per_seed["dense"], claim="greater")
+    verdict, evidence = stats.compare_means(st.ent_per_seed["sparse"], st.ent_per_seed["dense"], claim="greater")
     findings.append(stats.Finding(
         "experts_keep_roles",
         f"The sparse model's gating is slightly flatter: the entropy of its coefficients (nats, mean over the "
         f"actions; ln K = {max_h:.3f} is all experts equal) is greater than the dense model's.",
         verdict, f"sparse {evidence.replace(' vs ', ' vs dense ', 1)}"))
     for gait in [c for c in ("walk", "run") if c in scen]:
-        verdict, evidence = stats.compare_means(variation["sparse"][gait], variation["dense"][gait], claim="less")
+        verdict, evidence = stats.compare_means(st.variation["sparse"][gait], st.variation["dense"][gait],
+                                                claim="less")
         findings.append(stats.Finding(
             None,
             f"While {'walking' if gait == 'walk' else 'running'}, the sparse model's gating moves less over time than "
             f"the dense model's (mean over experts of the standard deviation of the coefficients over the frames "
             f"after the first second; a gating that hands over between experts within each stride moves).",
             verdict, f"sparse {evidence.replace(' vs ', ' vs dense ', 1)}"))
+    return findings
 
-    out = Path(workdir) / EXPERIMENT
-    series = {kind: {sc: per_sc[sc]["series"][sl_.start] for sc in scen} for kind, sl_ in groups.items()}
-    frames = {sc: (int(per_sc[sc]["frames"][0]), int(per_sc[sc]["frames"][1])) for sc in scen}
-    figs = [
-        results.save_figure(_series_figure(series, frames, scen, fps=fps, seed=seeds[0], sparse_level=sl), out,
-                            "gating_over_time"),
-        results.save_figure(_profiles_figure(profiles, scen, sparse_level=sl), out, "mean_profiles"),
-        results.save_figure(_similarity_figure(cosine, entropy_summary, scen, max_entropy=max_h, sparse_level=sl),
-                            out, "similarity_entropy"),
-    ]
 
+def _tables(st: _GatingStats, scen: list[str], *, sparse_level: float, n: int, k: int,
+            max_h: float) -> list[dict[str, Any]]:
+    """Similarity, entropy and variation per action; the mean profiles per model kind and action."""
     rows = []
     for sc in scen:
-        diff = stats.summary(entropy["sparse"][sc] - entropy["dense"][sc])
-        rows.append([sc, stats.fmt(cosine[sc], ".3f"), stats.fmt(entropy_summary["dense"][sc], ".3f"),
-                     stats.fmt(entropy_summary["sparse"][sc], ".3f"), _signed(diff),
-                     stats.fmt(variation_summary["dense"][sc], ".3f"),
-                     stats.fmt(variation_summary["sparse"][sc], ".3f")])
-    rows.append(["mean over actions", stats.fmt(stats.summary(cos_per_seed), ".3f"),
-                 stats.fmt(stats.summary(ent_per_seed["dense"]), ".3f"),
-                 stats.fmt(stats.summary(ent_per_seed["sparse"]), ".3f"),
-                 _signed(stats.summary(ent_per_seed["sparse"] - ent_per_seed["dense"])), "", ""])
+        diff = stats.summary(st.entropy["sparse"][sc] - st.entropy["dense"][sc])
+        rows.append([sc, stats.fmt(st.cosine[sc], ".3f"), stats.fmt(st.entropy_summary["dense"][sc], ".3f"),
+                     stats.fmt(st.entropy_summary["sparse"][sc], ".3f"), _signed(diff),
+                     stats.fmt(st.variation_summary["dense"][sc], ".3f"),
+                     stats.fmt(st.variation_summary["sparse"][sc], ".3f")])
+    rows.append(["mean over actions", stats.fmt(stats.summary(st.cos_per_seed), ".3f"),
+                 stats.fmt(stats.summary(st.ent_per_seed["dense"]), ".3f"),
+                 stats.fmt(stats.summary(st.ent_per_seed["sparse"]), ".3f"),
+                 _signed(stats.summary(st.ent_per_seed["sparse"] - st.ent_per_seed["dense"])), "", ""])
     table = results.table(
-        f"Gating per action, dense vs sparse {sl:.0%} (mean ± std over {n} seeds): cosine similarity of the mean "
-        f"profiles; entropy of the coefficients (nats, ln K = {max_h:.3f}); their variation over time",
+        f"Gating per action, dense vs sparse {sparse_level:.0%} (mean ± std over {n} seeds): cosine similarity of "
+        f"the mean profiles; entropy of the coefficients (nats, ln K = {max_h:.3f}); their variation over time",
         ["action", "cosine similarity", "entropy dense", "entropy sparse", "sparse - dense", "variation dense",
          "variation sparse"], rows)
-    profile_rows = [[kind, sc] + [stats.fmt(stats.summary(profiles[kind][sc][:, i]), ".3f") for i in range(k)]
-                    for sc in scen for kind in groups]
+    profile_rows = [[kind, sc] + [stats.fmt(stats.summary(st.profiles[kind][sc][:, i]), ".3f") for i in range(k)]
+                    for sc in scen for kind in st.profiles]
     profile_table = results.table("Mean gating profile per action (mean ± std over seeds)",
                                   ["model", "action"] + [f"expert {i}" for i in range(k)], profile_rows)
+    return [table, profile_table]
 
-    # TensorBoard: the first seed's gating over time (step = frame) and the per-action summaries at step 0.
+
+def _scalars(st: _GatingStats, series: Mapping[str, Mapping[str, np.ndarray]],
+             scen: list[str]) -> dict[int, dict[str, float]]:
+    """TensorBoard: the first seed's gating over time (step = frame), the per-action summaries at step 0."""
     scalars: dict[int, dict[str, float]] = {}
-    for kind in groups:
+    for kind in series:
         for sc in scen:
             for t, row in enumerate(series[kind][sc]):
                 scalars.setdefault(t, {}).update({f"gating/{kind}/{sc}/expert_{i}": float(v)
                                                   for i, v in enumerate(row)})
-    scalars.setdefault(0, {}).update({f"cosine/{sc}": cosine[sc]["mean"] for sc in scen})
-    scalars[0].update({f"entropy/{kind}/{sc}": entropy_summary[kind][sc]["mean"] for kind in groups for sc in scen})
-    scalars[0].update({"cosine/mean_over_actions": float(np.mean(cos_per_seed)),
-                       "entropy/dense/mean_over_actions": float(np.mean(ent_per_seed["dense"])),
-                       "entropy/sparse/mean_over_actions": float(np.mean(ent_per_seed["sparse"]))})
-
-    data = {
-        "fps": fps, "sparse_level": sl, "seeds": seeds, "experts": k, "scenarios": scen,
-        "max_entropy_nats": max_h, "action_frames": frames,
-        "model_names": {kind: pair.names(kind) for kind in groups},
-        "profiles": profiles, "entropy_nats": entropy, "cosine": cosine, "entropy": entropy_summary,
-        "variation": variation_summary,
-        "per_seed": {"cosine_mean_over_actions": stats.summary(cos_per_seed),
-                     "entropy_dense_mean_over_actions": stats.summary(ent_per_seed["dense"]),
-                     "entropy_sparse_mean_over_actions": stats.summary(ent_per_seed["sparse"])},
-        "series_seed": seeds[0], "series": series,
-        "axes": {"profiles": "seed, expert", "entropy_nats": "seed", "series": "frame, expert (seed series_seed)",
-                 "action_frames": "[start, stop) frames of the action in each scenario"},
-    }
-    return results.write_results(out, experiment=EXPERIMENT, title=TITLE, scale=results.scale_of(config),
-                                 tables=[table, profile_table], figures=figs, findings=findings, data=data,
-                                 seconds=time.time() - t0, scalars=scalars)
+    scalars.setdefault(0, {}).update({f"cosine/{sc}": st.cosine[sc]["mean"] for sc in scen})
+    scalars[0].update({f"entropy/{kind}/{sc}": st.entropy_summary[kind][sc]["mean"]
+                       for kind in st.entropy_summary for sc in scen})
+    scalars[0].update({"cosine/mean_over_actions": float(np.mean(st.cos_per_seed)),
+                       "entropy/dense/mean_over_actions": float(np.mean(st.ent_per_seed["dense"])),
+                       "entropy/sparse/mean_over_actions": float(np.mean(st.ent_per_seed["sparse"]))})
+    return scalars
 
 
 def headline(res: Mapping[str, Any]) -> dict[str, Any]:
