@@ -41,6 +41,7 @@ import numpy as np
 
 from mann_jax import pruning
 from mann_jax.config_errors import ConfigError
+from mann_jax.evaluate.controller import ReplayWindows
 from mann_jax.pruning.scoring import pruned_count
 from mann_jax.study import results as results_lib
 from mann_jax.study import stats
@@ -223,79 +224,107 @@ def prunable_regex(config: ml_collections.ConfigDict) -> str:
 # ----------------------------------------------------------------------------- the experiment
 
 
+# Keys of the pairs' metrics shown in the table and written to TensorBoard.
+_SHOWN = ("walk_skating_cm_per_frame", "walk_skating_support_cm_per_frame", "walk_lowest_paw_m",
+          "turn90_frozen_fraction", "turn180_frozen_fraction", "val_loss", "test_loss", "replay_error_local_m")
+
+
 def _figures(out: Path, pairs: list[dict[str, Any]], base_hidden: int) -> list[str]:
+    """The PNG names of the skating, frozen-while-turning and loss figures (PNG + SVG written to ``out``)."""
     import matplotlib
 
     matplotlib.use("Agg")
+
+    return [results_lib.save_figure(_skating_figure(pairs, base_hidden), out, "skating_vs_nonzero"),
+            results_lib.save_figure(_frozen_figure(pairs, base_hidden), out, "frozen_while_turning"),
+            results_lib.save_figure(_losses_figure(pairs, base_hidden), out, "losses_vs_nonzero")]
+
+
+def _errorbars(ax: Any, pairs: list[dict[str, Any]], key: str, ylabel: str, base_hidden: int) -> None:
+    """Draws ``key``'s mean ± std of dense and pruned against the non-zero count, seeds as dots."""
+    x = np.asarray([p["match"]["dense_params"] for p in pairs], np.float64)
+    for which, style, label in (("dense", "o-", "dense, smaller hidden"),
+                                ("pruned", "s--", f"pruned, hidden {base_hidden}")):
+        m = np.asarray([p[which]["metrics"][key]["mean"] for p in pairs], np.float64)
+        s = np.asarray([p[which]["metrics"][key]["std"] for p in pairs], np.float64)
+        ax.errorbar(x, m, yerr=s, fmt=style, capsize=4, label=label)
+        for p, xi in zip(pairs, x):
+            vals = np.asarray(p[which]["metrics"][key]["values"], np.float64)
+            ax.plot(np.full(len(vals), xi), vals, ".", color="grey", alpha=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("non-zero parameters")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _skating_figure(pairs: list[dict[str, Any]], base_hidden: int) -> Any:
+    """The figure of walking skating (above y = 0 and above the own support) and paw height."""
     import matplotlib.pyplot as plt
 
-    figures = []
     x = np.asarray([p["match"]["dense_params"] for p in pairs], np.float64)
-
-    def errorbars(ax: Any, key: str, ylabel: str) -> None:
-        for which, style, label in (("dense", "o-", "dense, smaller hidden"),
-                                    ("pruned", "s--", f"pruned, hidden {base_hidden}")):
-            m = np.asarray([p[which]["metrics"][key]["mean"] for p in pairs], np.float64)
-            s = np.asarray([p[which]["metrics"][key]["std"] for p in pairs], np.float64)
-            ax.errorbar(x, m, yerr=s, fmt=style, capsize=4, label=label)
-            for p, xi in zip(pairs, x):
-                vals = np.asarray(p[which]["metrics"][key]["values"], np.float64)
-                ax.plot(np.full(len(vals), xi), vals, ".", color="grey", alpha=0.5)
-        ax.set_xscale("log")
-        ax.set_xlabel("non-zero parameters")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     for ax, key, label in zip(axes, ("walk_skating_cm_per_frame", "walk_skating_support_cm_per_frame",
                                      "walk_lowest_paw_m"),
                               ("foot skating while walking (cm/frame)",
                                "skating while walking, above own support (cm/frame)",
                                "median lowest paw height while walking (m)")):
-        errorbars(ax, key, label)
+        _errorbars(ax, pairs, key, label, base_hidden)
         for p, xi in zip(pairs, x):
             ax.annotate(f"h{p['match']['hidden']} / {100 * p['match']['level']:.1f} %", (xi, ax.get_ylim()[0]),
                         fontsize=7, ha="center", va="bottom")
     fig.suptitle("Equal non-zero parameters: walking skating (above y = 0, the study's; above the own support, "
                  "hover-proof) and paw height (mean ± std over seeds, dots = seeds)", fontsize=10)
     fig.tight_layout()
-    figures.append(results_lib.save_figure(fig, out, "skating_vs_nonzero"))
+    return fig
+
+
+def _frozen_figure(pairs: list[dict[str, Any]], base_hidden: int) -> Any:
+    """The figure of the frozen-while-turning fractions, one panel of dense vs pruned bars per turn."""
+    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(TURNS), figsize=(5 * len(TURNS), 4), squeeze=False)
-    width = 0.38
-    pos = np.arange(len(pairs))
     labels = [f"{p['match']['dense_params']:,}\n(h{p['match']['hidden']} vs {100 * p['match']['level']:.1f} %)"
               for p in pairs]
     for ax, turn in zip(axes[0], TURNS):
-        key = f"{turn}_frozen_fraction"
-        groups = (("dense", "dense, smaller hidden"), ("pruned", f"pruned, hidden {base_hidden}"))
-        for k, (which, label) in enumerate(groups):
-            m = [p[which]["metrics"][key]["mean"] for p in pairs]
-            s = [p[which]["metrics"][key]["std"] for p in pairs]
-            lo = np.minimum(s, m)  # the bars' error: mean ± std, cut at [0, 1]
-            hi = np.minimum(s, 1.0 - np.asarray(m))
-            ax.bar(pos + (k - 0.5) * width, m, width, yerr=[lo, hi], capsize=4, label=label)
-            for i, p in enumerate(pairs):
-                vals = np.asarray(p[which]["metrics"][key]["values"], np.float64)
-                ax.plot(np.full(len(vals), pos[i] + (k - 0.5) * width), vals, "k.", alpha=0.6)
+        _frozen_panel(ax, pairs, f"{turn}_frozen_fraction", base_hidden)
         ax.set_ylim(0.0, 1.05)
-        ax.set_xticks(pos, labels, fontsize=7)
+        ax.set_xticks(np.arange(len(pairs)), labels, fontsize=7)
         ax.set_ylabel("fraction of turning frames frozen")
         ax.set_title(f"frozen while turning: {turn} (mean ± std, dots = seeds)", fontsize=10)
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    figures.append(results_lib.save_figure(fig, out, "frozen_while_turning"))
+    return fig
+
+
+def _frozen_panel(ax: Any, pairs: list[dict[str, Any]], key: str, base_hidden: int) -> None:
+    """Draws the dense and pruned bars of ``key`` per pair, seeds as dots."""
+    width = 0.38
+    pos = np.arange(len(pairs))
+    groups = (("dense", "dense, smaller hidden"), ("pruned", f"pruned, hidden {base_hidden}"))
+    for k, (which, label) in enumerate(groups):
+        m = [p[which]["metrics"][key]["mean"] for p in pairs]
+        s = [p[which]["metrics"][key]["std"] for p in pairs]
+        lo = np.minimum(s, m)  # the bars' error: mean ± std, cut at [0, 1]
+        hi = np.minimum(s, 1.0 - np.asarray(m))
+        ax.bar(pos + (k - 0.5) * width, m, width, yerr=[lo, hi], capsize=4, label=label)
+        for i, p in enumerate(pairs):
+            vals = np.asarray(p[which]["metrics"][key]["values"], np.float64)
+            ax.plot(np.full(len(vals), pos[i] + (k - 0.5) * width), vals, "k.", alpha=0.6)
+
+
+def _losses_figure(pairs: list[dict[str, Any]], base_hidden: int) -> Any:
+    """The figure of validation loss, test loss and held-out replay error against the non-zero count."""
+    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, key, label in zip(axes, ("val_loss", "test_loss", "replay_error_local_m"),
                               ("validation loss (MSE)", "test loss (MSE, held-out clips)",
                                "held-out replay: local bone error (m)")):
-        errorbars(ax, key, label)
+        _errorbars(ax, pairs, key, label, base_hidden)
     fig.tight_layout()
-    figures.append(results_lib.save_figure(fig, out, "losses_vs_nonzero"))
-    return figures
+    return fig
 
 
 def _video(out: Path, pair: dict[str, Any], dense_ev: Evaluation, pruned_ev: Evaluation, base_hidden: int, *,
@@ -322,6 +351,7 @@ def _video(out: Path, pair: dict[str, Any], dense_ev: Evaluation, pruned_ev: Eva
 
 
 def _findings(pairs: list[dict[str, Any]], config: ml_collections.ConfigDict, base_hidden: int) -> list[stats.Finding]:
+    """The ``pruned_beats_small_dense`` findings: per pair, pruned vs dense on skating, freezing and loss."""
     st = config.study
     out = []
     for p in pairs:
@@ -380,13 +410,27 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
 
         dataset = build_dataset(config.data, progress=progress)
     matches = matched_levels(config.model, config.study.same_size_fractions, prunable=prunable_regex(config))
-    n_layers = len(config.model.hidden_sizes)
     base_hidden = int(config.model.hidden_sizes[0])
     windows = replay_window_set(config, dataset)
+    pairs, evals = _pairs(config, workdir, matches, dataset, windows, progress=progress)
+    figures = _figures(out, pairs, base_hidden)
+    videos = _videos(out, pairs, evals, base_hidden, fps=float(config.study.fps)) if config.study.video else []
+    data = _data(config, matches, windows, pairs, videos)
+    title = "Same-size comparison: pruned large vs dense small MANN (study Figs. 2-3)"
+    return results_lib.write_experiment(out, config, experiment="same_size", title=title, started=start,
+                                        tables=_tables(pairs, config, base_hidden), figures=figures,
+                                        findings=_findings(pairs, config, base_hidden), data=data,
+                                        scalars=_scalars(pairs))
 
+
+def _pairs(config: ml_collections.ConfigDict, workdir: Path, matches: list[SizeMatch], dataset: Any,
+           windows: ReplayWindows, *,
+           progress: bool) -> tuple[list[dict[str, Any]], list[tuple[Evaluation, Evaluation]]]:
+    """Per matched pair, the dense and pruned models' measurements, and their evaluations (for the videos)."""
     pruned = trained_models(config, workdir, PRUNED, levels=[m.level for m in matches], dataset=dataset,
                             progress=progress)
     pruned_all = evaluate_models(pruned, range(len(pruned.levels)), dataset, config, windows)
+    n_layers = len(config.model.hidden_sizes)
     pairs: list[dict[str, Any]] = []
     evals: list[tuple[Evaluation, Evaluation]] = []
     for m in matches:
@@ -396,47 +440,67 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
                                progress=progress)
         dense_ev = evaluate_models(dense, dense.indices(0.0), dataset, config, windows)
         pruned_ev = pruned_all.subset(pruned.indices(m.level))
-        dense_counts = [int(v) for v in dense_ev.values["unmasked_params"]]
-        pruned_counts = [int(v) for v in pruned_ev.values["unmasked_params"]]
-        equal = all(c == m.dense_params for c in dense_counts + pruned_counts)
-        if not equal:
-            raise RuntimeError(f"same-size pair h{m.hidden}: trained non-zero counts differ from the plan "
-                               f"{m.dense_params:,}: dense {dense_counts}, pruned {pruned_counts}")
-        pairs.append({"match": m.as_dict(), "counts_equal": equal,
-                      "trained_unmasked_params": {"dense": dense_counts, "pruned": pruned_counts},
-                      "dense": evaluation_data(dense_ev, dense_name), "pruned": evaluation_data(pruned_ev, PRUNED)})
+        pairs.append(_pair(m, dense_name, dense_ev, pruned_ev))
         evals.append((dense_ev, pruned_ev))
+    return pairs, evals
 
-    figures = _figures(out, pairs, base_hidden)
+
+def _pair(m: SizeMatch, dense_name: str, dense_ev: Evaluation, pruned_ev: Evaluation) -> dict[str, Any]:
+    """One pair's measurements, after checking the trained models' non-zero counts against the plan."""
+    dense_counts = [int(v) for v in dense_ev.values["unmasked_params"]]
+    pruned_counts = [int(v) for v in pruned_ev.values["unmasked_params"]]
+    equal = all(c == m.dense_params for c in dense_counts + pruned_counts)
+    if not equal:
+        raise RuntimeError(f"same-size pair h{m.hidden}: trained non-zero counts differ from the plan "
+                           f"{m.dense_params:,}: dense {dense_counts}, pruned {pruned_counts}")
+    return {"match": m.as_dict(), "counts_equal": equal,
+            "trained_unmasked_params": {"dense": dense_counts, "pruned": pruned_counts},
+            "dense": evaluation_data(dense_ev, dense_name), "pruned": evaluation_data(pruned_ev, PRUNED)}
+
+
+def _videos(out: Path, pairs: list[dict[str, Any]], evals: list[tuple[Evaluation, Evaluation]], base_hidden: int,
+            *, fps: float) -> list[str]:
+    """The names of the side-by-side videos of every pair (MP4 + GIF written to ``out``)."""
     videos: list[str] = []
-    if config.study.video:
-        for p, (dense_ev, pruned_ev) in zip(pairs, evals):
-            videos += _video(out, p, dense_ev, pruned_ev, base_hidden, fps=float(config.study.fps))
+    for p, (dense_ev, pruned_ev) in zip(pairs, evals):
+        videos += _video(out, p, dense_ev, pruned_ev, base_hidden, fps=fps)
+    return videos
 
-    keys = ("walk_skating_cm_per_frame", "walk_skating_support_cm_per_frame", "walk_lowest_paw_m",
-            "turn90_frozen_fraction", "turn180_frozen_fraction", "val_loss", "test_loss", "replay_error_local_m")
+
+def _tables(pairs: list[dict[str, Any]], config: ml_collections.ConfigDict, base_hidden: int) -> list[dict[str, Any]]:
+    """The table of every pair's dense and pruned model (mean ± std over seeds)."""
     rows = []
     for p in pairs:
         for which in ("dense", "pruned"):
             hidden = p["match"]["hidden"] if which == "dense" else base_hidden
             level = 0.0 if which == "dense" else p["match"]["level"]
             rows.append([f"h{p['match']['hidden']}", which, hidden, round(100 * level, 2),
-                         p["match"]["dense_params"]] + [stats.fmt(p[which]["metrics"][k], ".4f") for k in keys])
-    tables = [results_lib.table("Dense smaller MANNs vs the pruned base MANN at equal non-zero parameters "
-                                "(mean ± std over seeds)",
-                                ["pair", "model", "hidden", "sparsity %", "non-zero params",
-                                 "walk skating cm/frame", "walk skating above support", "lowest paw m",
-                                 "frozen turn90", "frozen turn180", "val loss",
-                                 f"{config.study.eval_split} loss", "replay error m"], rows)]
+                         p["match"]["dense_params"]] + [stats.fmt(p[which]["metrics"][k], ".4f") for k in _SHOWN])
+    return [results_lib.table("Dense smaller MANNs vs the pruned base MANN at equal non-zero parameters "
+                              "(mean ± std over seeds)",
+                              ["pair", "model", "hidden", "sparsity %", "non-zero params",
+                               "walk skating cm/frame", "walk skating above support", "lowest paw m",
+                               "frozen turn90", "frozen turn180", "val loss",
+                               f"{config.study.eval_split} loss", "replay error m"], rows)]
+
+
+def _scalars(pairs: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """TensorBoard scalars: the shown metrics' means of dense and pruned, at step = the pair's non-zero count."""
     scalars: dict[int, dict[str, float]] = {}
     for p in pairs:
         step = int(p["match"]["dense_params"])
-        scalars[step] = {f"{which}/{k}": p[which]["metrics"][k]["mean"] for which in ("dense", "pruned") for k in keys}
-    findings = _findings(pairs, config, base_hidden)
+        scalars[step] = {f"{which}/{k}": p[which]["metrics"][k]["mean"] for which in ("dense", "pruned")
+                         for k in _SHOWN}
+    return scalars
+
+
+def _data(config: ml_collections.ConfigDict, matches: list[SizeMatch], windows: ReplayWindows,
+          pairs: list[dict[str, Any]], videos: list[str]) -> dict[str, Any]:
+    """The ``data`` of ``results.json``: the base model, the budget, the evaluation settings and the pairs."""
     st = config.study
-    data = {
+    return {
         "fps": float(st.fps),
-        "base": {"hidden": base_hidden, "params": matches[0].base_params if matches else None,
+        "base": {"hidden": int(config.model.hidden_sizes[0]), "params": matches[0].base_params if matches else None,
                  "prunable": matches[0].base_prunable if matches else None,
                  "prunable_regex": prunable_regex(config)},
         "budget": {"epochs": int(config.train.epochs), "batch_size": int(config.train.batch_size),
@@ -448,9 +512,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
         "pairs": pairs,
         "videos": videos,
     }
-    title = "Same-size comparison: pruned large vs dense small MANN (study Figs. 2-3)"
-    return results_lib.write_experiment(out, config, experiment="same_size", title=title, started=start, tables=tables,
-                                        figures=figures, findings=findings, data=data, scalars=scalars)
 
 
 def headline(res: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 
 from mann_jax.config_errors import ConfigError
+from mann_jax.evaluate.controller import ReplayWindows
 from mann_jax.pruning.scoring import pruned_count
 from mann_jax.study import results as results_lib
 from mann_jax.study import stats
@@ -105,12 +106,21 @@ def _change_points(curve: dict[str, np.ndarray], limit: int) -> dict[str, Any]:
 
 def _figures(out: Path, names: list[str], curves: dict[str, dict[str, np.ndarray]], summaries: dict[str, Any],
              total_steps: int, level: float) -> list[str]:
+    """The PNG names of the sparsity-over-training and metrics-by-schedule figures (PNG + SVG written to ``out``)."""
     import matplotlib
 
     matplotlib.use("Agg")
+
+    return [results_lib.save_figure(_sparsity_figure(names, curves, total_steps, level), out,
+                                    "sparsity_over_training"),
+            results_lib.save_figure(_metrics_figure(names, summaries, level), out, "metrics_by_schedule")]
+
+
+def _sparsity_figure(names: list[str], curves: dict[str, dict[str, np.ndarray]], total_steps: int,
+                     level: float) -> Any:
+    """The figure of each schedule's sparsity over training: masks in force (steps) and scheduled (dashed)."""
     import matplotlib.pyplot as plt
 
-    figures = []
     fig, ax = plt.subplots(figsize=(7, 4))
     for name in names:
         c = curves[name]
@@ -124,7 +134,12 @@ def _figures(out: Path, names: list[str], curves: dict[str, dict[str, np.ndarray
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    figures.append(results_lib.save_figure(fig, out, "sparsity_over_training"))
+    return fig
+
+
+def _metrics_figure(names: list[str], summaries: dict[str, Any], level: float) -> Any:
+    """The figure of the :data:`SHOWN` metrics, one panel of bars per metric (mean ± std, seeds as dots)."""
+    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     pos = np.arange(len(names))
@@ -140,8 +155,7 @@ def _figures(out: Path, names: list[str], curves: dict[str, dict[str, np.ndarray
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(f"At {100 * level:g} % sparsity, same budget (mean ± std over seeds, dots = seeds)")
     fig.tight_layout()
-    figures.append(results_lib.save_figure(fig, out, "metrics_by_schedule"))
-    return figures
+    return fig
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
@@ -158,7 +172,41 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
     start = time.perf_counter()
     workdir = Path(workdir)
     out = workdir / "schedules"
+    names, level = _names_and_level(config.study)  # checked before any data is built
+    if dataset is None:
+        from mann_jax.data.dataset import build_dataset
+
+        dataset = build_dataset(config.data, progress=progress)
+    windows = replay_window_set(config, dataset)
+    per, curves, total_steps = _measurements(config, workdir, names, level, dataset, windows, progress=progress)
+    summaries = {n: per[n]["metrics"] for n in names}
+    figures = _figures(out, names, curves, summaries, total_steps, level)
+    data = _data(config, names, level, windows, per, total_steps)
+    title = "Pruning schedules: one-cycle vs AGP vs one-shot at the same sparsity and budget"
+    return results_lib.write_experiment(out, config, experiment="schedules", title=title, started=start,
+                                        tables=_tables(names, per, summaries, level, int(config.train.epochs)),
+                                        figures=figures, findings=_findings(names, summaries, level), data=data,
+                                        scalars=_scalars(names, per, summaries, total_steps))
+
+
+def _data(config: ml_collections.ConfigDict, names: list[str], level: float, windows: ReplayWindows,
+          per: dict[str, dict[str, Any]], total_steps: int) -> dict[str, Any]:
+    """The ``data`` of ``results.json``: the level, the budget, the evaluation settings and each schedule's."""
     st = config.study
+    return {
+        "level": level,
+        "budget": {"epochs": int(config.train.epochs), "batch_size": int(config.train.batch_size),
+                   "total_steps": int(total_steps), "seeds": list(st.seeds)},
+        "one_shot_at": float(st.one_shot_at),
+        **evaluation_settings(config, windows),
+        "metrics": SHOWN,
+        "all_reach_target": all(all(per[n]["reaches_target"]) for n in names),
+        "schedules": per,
+    }
+
+
+def _names_and_level(st: ml_collections.ConfigDict) -> tuple[list[str], float]:
+    """The schedules to compare and their sparsity level, checked (:class:`ConfigError` otherwise)."""
     names = [str(n) for n in st.schedules]
     level = float(st.schedule_level)
     if not names:
@@ -167,28 +215,24 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
         raise ConfigError(f"study.schedules has duplicates: {names}")
     if not 0.0 < level < 1.0:
         raise ConfigError(f"study.schedule_level must lie in (0, 1), got {level}")
-    if dataset is None:
-        from mann_jax.data.dataset import build_dataset
+    return names, level
 
-        dataset = build_dataset(config.data, progress=progress)
-    windows = replay_window_set(config, dataset)
 
+def _measurements(config: ml_collections.ConfigDict, workdir: Path, names: list[str], level: float, dataset: Any,
+                  windows: ReplayWindows, *,
+                  progress: bool) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, np.ndarray]], int]:
+    """Per schedule, its sweep's measurements and sparsity curve; and the budget in steps."""
     per: dict[str, dict[str, Any]] = {}
-    evals: dict[str, Evaluation] = {}
     curves: dict[str, dict[str, np.ndarray]] = {}
-    total_steps = None
+    total_steps = 0
     for name in names:
         overrides = schedule_overrides(config, name)
         models = trained_models(config, workdir, f"schedule_{name}", levels=(level,), overrides=overrides,
                                 dataset=dataset, progress=progress)
         ev = evaluate_models(models, models.indices(level), dataset, config, windows, scenario_names=SCENARIOS)
-        evals[name] = ev
-        total_steps = models.steps  # one budget for every schedule (the same epochs and batch)
+        total_steps = int(models.steps)  # one budget for every schedule (the same epochs and batch)
         curves[name] = sparsity_curve(models.config.pruning, level=level, total_steps=total_steps)
-        masks = jax.tree.map(lambda m, ev=ev: np.asarray(m)[np.asarray(ev.indices)], models.masks)
-        full = [m for m in jax.tree.leaves(masks) if m.ndim > 1]
-        n_prunable = sum(int(np.prod(m.shape[1:])) for m in full)
-        zeros = [sum(int(m[j].size - np.count_nonzero(m[j])) for m in full) for j in range(len(ev.indices))]
+        n_prunable, zeros = _zeros(models.masks, ev)
         expected = pruned_count(level, n_prunable)
         pc = models.config.pruning
         sched = make_pruning_schedule(pc, total_steps=total_steps)
@@ -201,16 +245,30 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
             "reaches_target": [z == expected for z in zeros],
             "sparsity_curve": _change_points(curves[name], MAX_CURVE_POINTS),
         }
+    return per, curves, total_steps
 
-    assert total_steps is not None  # set by the first schedule (names is not empty)
-    summaries = {n: per[n]["metrics"] for n in names}
-    figures = _figures(out, names, curves, summaries, int(total_steps), level)
 
+def _zeros(masks: Any, ev: Evaluation) -> tuple[int, list[int]]:
+    """The prunable weights per model, and the zeros of each evaluated model's masks among them."""
+    masks = jax.tree.map(lambda m: np.asarray(m)[np.asarray(ev.indices)], masks)
+    full = [m for m in jax.tree.leaves(masks) if m.ndim > 1]
+    n_prunable = sum(int(np.prod(m.shape[1:])) for m in full)
+    zeros = [sum(int(m[j].size - np.count_nonzero(m[j])) for m in full) for j in range(len(ev.indices))]
+    return n_prunable, zeros
+
+
+def _tables(names: list[str], per: dict[str, dict[str, Any]], summaries: dict[str, Any], level: float,
+            epochs: int) -> list[dict[str, Any]]:
+    """The table of each schedule's pruning window and :data:`SHOWN` metrics (mean ± std over seeds)."""
     rows = [[n, per[n]["window"]["start"], per[n]["window"]["end"]] + [stats.fmt(summaries[n][k], ".4f") for k in SHOWN]
             for n in names]
-    tables = [results_lib.table(f"Pruning schedules at {100 * level:g} % sparsity, same budget "
-                                f"({int(config.train.epochs)} epochs, mean ± std over seeds)",
-                                ["schedule", "window start", "window end"] + list(SHOWN.values()), rows)]
+    return [results_lib.table(f"Pruning schedules at {100 * level:g} % sparsity, same budget "
+                              f"({epochs} epochs, mean ± std over seeds)",
+                              ["schedule", "window start", "window end"] + list(SHOWN.values()), rows)]
+
+
+def _findings(names: list[str], summaries: dict[str, Any], level: float) -> list[stats.Finding]:
+    """The findings (conclusion ``None``): one-cycle's validation loss lower than each other schedule's."""
     findings = []
     if "one_cycle" in names:
         for other in (n for n in names if n != "one_cycle"):
@@ -221,7 +279,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
                 claim=(f"At {100 * level:g} % sparsity on the same budget, one-cycle pruning ends with a lower "
                        f"validation loss than {other} pruning"),
                 verdict=verdict, evidence=f"one_cycle vs {other} val_loss: {evidence}"))
+    return findings
 
+
+def _scalars(names: list[str], per: dict[str, dict[str, Any]], summaries: dict[str, Any],
+             total_steps: int) -> dict[int, dict[str, float]]:
+    """TensorBoard scalars: each schedule's sparsity curve, and its metrics' means at the last step."""
     scalars: dict[int, dict[str, float]] = {}
     for n in names:
         cp = per[n]["sparsity_curve"]
@@ -229,19 +292,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
             scalars.setdefault(int(s), {})[f"sparsity/{n}"] = float(v)
         for k in SHOWN:
             scalars.setdefault(int(total_steps), {})[f"{k}/{n}"] = summaries[n][k]["mean"]
-    data = {
-        "level": level,
-        "budget": {"epochs": int(config.train.epochs), "batch_size": int(config.train.batch_size),
-                   "total_steps": int(total_steps), "seeds": list(st.seeds)},
-        "one_shot_at": float(st.one_shot_at),
-        **evaluation_settings(config, windows),
-        "metrics": SHOWN,
-        "all_reach_target": all(all(per[n]["reaches_target"]) for n in names),
-        "schedules": per,
-    }
-    title = "Pruning schedules: one-cycle vs AGP vs one-shot at the same sparsity and budget"
-    return results_lib.write_experiment(out, config, experiment="schedules", title=title, started=start, tables=tables,
-                                        figures=figures, findings=findings, data=data, scalars=scalars)
+    return scalars
 
 
 def headline(res: Mapping[str, Any]) -> dict[str, Any]:
