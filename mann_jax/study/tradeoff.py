@@ -225,53 +225,86 @@ def _plot_curves(curves: dict[str, list[dict[str, Any]]], keys: list[tuple[str, 
     return save_figure(fig, out_dir, stem)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
-        progress: bool = True) -> dict[str, Any]:
-    """Train (or reuse) the models, measure them, write ``<workdir>/tradeoff/`` and return the results."""
-    start = time.perf_counter()
-    out_dir = Path(workdir) / "tradeoff"
-    if dataset is None:
-        dataset = build_dataset(config.data, progress=progress)
+#: The findings that a metric of the unstructured sweep rises with sparsity: (metric, conclusion, claim).
+_RISING = (
+    ("walk_skating_cm_per_frame", "sparsity_costs_quality",
+     "Foot skating while walking rises with sparsity (unstructured, 0-90 %)."),
+    ("turn90_skating_cm_per_frame", "sparsity_costs_quality",
+     "Foot skating while turning 90° rises with sparsity (unstructured, 0-90 %)."),
+    ("turn180_skating_cm_per_frame", "sparsity_costs_quality",
+     "Foot skating while turning 180° rises with sparsity (unstructured, 0-90 %)."),
+    ("frozen_fraction", "sparsity_costs_quality", "The character is frozen on more of its turning frames as sparsity "
+     "rises (the study's 'static while turning' artefact)."),
+    ("walk_skating_support_cm_per_frame", "sparsity_costs_quality", "Foot skating while walking, measured above the "
+     "rollout's own support height (robust to hovering paws), rises with sparsity."),
+    ("walk_lowest_paw_m", None, "The paws hover higher above the floor while walking as sparsity rises (which lowers "
+     "skating measured above y = 0 without better contacts)."),
+    ("val_loss", "sparsity_costs_quality", "Validation loss rises with sparsity."),
+    ("replay_error_local_m", None, "The posture error on held-out clips rises with sparsity."),
+)
+
+
+def _models(config: ml_collections.ConfigDict, workdir: str | Path, dataset: Any,
+            progress: bool) -> tuple[TrainedModels, TrainedModels | None]:
+    """The unstructured sweep's models and the structured sweep's (None without ``study.structured_levels``)."""
     study = config.study
     unstructured = tradeoff_models(config, workdir, dataset=dataset, progress=progress)
-    structured = None
-    if len(study.structured_levels):
-        neurons = {"pruning.granularity": "neuron", "pruning.scope": study.structured_scope}
-        structured = trained_models(config, workdir, STRUCTURED, levels=study.structured_levels, overrides=neurons,
-                                    dataset=dataset, progress=progress)
-    windows = replay_window_set(config, dataset)
-    previous = previous_data(out_dir, config, dataset, windows)  # measurements to reuse (same models, settings)
-    rows_u = reused_rows(previous, "models", unstructured) or model_rows(unstructured, dataset, windows, config)
-    curves = {"unstructured (global, the study)": rows_u}
-    rows_s: list[dict[str, Any]] = []
-    if structured is not None:
-        rows_s = [r for r in rows_u if r["level"] == 0.0] + (
-            reused_rows(previous, "structured_models", structured)
-            or model_rows(structured, dataset, windows, config))
-        curves[f"structured (neurons, {study.structured_scope})"] = rows_s
-    dense_ref = reference_row(config, unstructured, dataset, windows, previous)
-    reference = None
-    if config.data.source == "bvh":  # the real clips measured the same two ways
-        reference = {floor: ground_truth_skating(config.data.path, floor=floor).clip_mean_cm_per_frame
-                     for floor in ("floor", "support")}
+    if not len(study.structured_levels):
+        return unstructured, None
+    neurons = {"pruning.granularity": "neuron", "pruning.scope": study.structured_scope}
+    return unstructured, trained_models(config, workdir, STRUCTURED, levels=study.structured_levels,
+                                        overrides=neurons, dataset=dataset, progress=progress)
 
-    figures = [
+
+def _measurements(config: ml_collections.ConfigDict, unstructured: TrainedModels, structured: TrainedModels | None,
+                  dataset: Any, windows: Any, previous: Mapping[str, Any] | None
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of the unstructured and of the structured models (reused where ``previous`` has them)."""
+    rows_u = reused_rows(previous, "models", unstructured) or model_rows(unstructured, dataset, windows, config)
+    if structured is None:
+        return rows_u, []
+    # The structured curve starts at the unstructured dense model (same initialisation, data order, budget).
+    return rows_u, [r for r in rows_u if r["level"] == 0.0] + (
+        reused_rows(previous, "structured_models", structured) or model_rows(structured, dataset, windows, config))
+
+
+def _mocap_skating(config: ml_collections.ConfigDict) -> dict[str, float] | None:
+    """The real clips' skating (cm/frame) above y = 0 and above the own support; None unless the data is BVH."""
+    if config.data.source != "bvh":
+        return None
+    return {floor: ground_truth_skating(config.data.path, floor=floor).clip_mean_cm_per_frame
+            for floor in ("floor", "support")}
+
+
+def _figures(curves: dict[str, list[dict[str, Any]]], out_dir: Path, mocap: dict[str, float] | None,
+             dense_ref: Mapping[str, Any] | None) -> list[str]:
+    """The figures' PNG names: skating, contact and frozen turning, losses and posture error against sparsity."""
+    return [
         _plot_curves(curves, list(SHOWN[:3]), out_dir, "skating_vs_sparsity",
-                     "Foot skating against sparsity (mean ± std over seeds)", reference, dense_ref),
+                     "Foot skating against sparsity (mean ± std over seeds)", mocap, dense_ref),
         _plot_curves(curves, list(SHOWN[3:6]), out_dir, "contact_vs_sparsity",
-                     "Skating above the own support, paw height and frozen turning against sparsity", reference,
+                     "Skating above the own support, paw height and frozen turning against sparsity", mocap,
                      dense_ref),
         _plot_curves(curves, list(SHOWN[6:]), out_dir, "loss_vs_sparsity",
                      "Validation, held-out test loss and held-out posture error against sparsity",
                      dense_reference=dense_ref),
     ]
 
-    levels = sorted({r["level"] for r in rows_u})
-    summaries = {key: by_level(rows_u, key) for key, _ in SHOWN}
-    columns = ["sparsity", "non-zero", "Mb", "MFLOPs"] + [label for _, label in SHOWN]
-    first = {lv: next(r for r in rows_u if r["level"] == lv) for lv in levels}
-    body = [[f"{lv:.0%}", first[lv]["nonzero"], round(first[lv]["size_mb"], 2), round(first[lv]["mflops"], 3)]
+
+def _level_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """Table rows per level: sparsity, size (its first model's) and each shown metric's mean ± std over seeds."""
+    levels = sorted({r["level"] for r in rows})
+    summaries = {key: by_level(rows, key) for key, _ in SHOWN}
+    first = {lv: next(r for r in rows if r["level"] == lv) for lv in levels}
+    return [[f"{lv:.0%}", first[lv]["nonzero"], round(first[lv]["size_mb"], 2), round(first[lv]["mflops"], 3)]
             + [stats.fmt(summaries[key][lv], ".4f") for key, _ in SHOWN] for lv in levels]
+
+
+def _tables(config: ml_collections.ConfigDict, rows_u: list[dict[str, Any]], rows_s: list[dict[str, Any]],
+            dense_ref: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The tables: unstructured (with the dense reference as last row) and, when measured, structured."""
+    columns = ["sparsity", "non-zero", "Mb", "MFLOPs"] + [label for _, label in SHOWN]
+    body = _level_rows(rows_u)
     if dense_ref is not None:
         body.append([REFERENCE_LABEL, dense_ref["nonzero"], round(dense_ref["size_mb"], 2),
                      round(dense_ref["mflops"], 3)] + [_cell(dense_ref.get(key)) for key, _ in SHOWN])
@@ -279,37 +312,19 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
                     + ("; last row: the dense reference, one network" if dense_ref is not None else ""),
                     columns, body)]
     if rows_s:
-        s_levels = sorted({r["level"] for r in rows_s})
-        s_sum = {key: by_level(rows_s, key) for key, _ in SHOWN}
-        s_first = {lv: next(r for r in rows_s if r["level"] == lv) for lv in s_levels}
-        tables.append(table(
-            f"Structured (whole neurons, {study.structured_scope}): mean ± std over seeds", columns,
-            [[f"{lv:.0%}", s_first[lv]["nonzero"], round(s_first[lv]["size_mb"], 2), round(s_first[lv]["mflops"], 3)]
-             + [stats.fmt(s_sum[key][lv], ".4f") for key, _ in SHOWN] for lv in s_levels]))
+        tables.append(table(f"Structured (whole neurons, {config.study.structured_scope}): mean ± std over seeds",
+                            columns, _level_rows(rows_s)))
+    return tables
 
+
+def _findings(rows_u: list[dict[str, Any]], rows_s: list[dict[str, Any]]) -> list[stats.Finding]:
+    """The findings: each :data:`_RISING` trend, then structured vs unstructured validation loss per level."""
     findings = []
     x = [r["level"] for r in rows_u]
-    for key, what in (("walk_skating_cm_per_frame", "walking"), ("turn90_skating_cm_per_frame", "turning 90°"),
-                      ("turn180_skating_cm_per_frame", "turning 180°")):
+    for key, conclusion, text in _RISING:
         verdict, evidence = stats.trend(x, [r[key] for r in rows_u], claim="increasing")
-        findings.append(stats.Finding("sparsity_costs_quality", f"Foot skating while {what} rises with sparsity "
-                                      "(unstructured, 0-90 %).", verdict, evidence))
-    verdict, evidence = stats.trend(x, [r["frozen_fraction"] for r in rows_u], claim="increasing")
-    findings.append(stats.Finding("sparsity_costs_quality", "The character is frozen on more of its turning frames "
-                                  "as sparsity rises (the study's 'static while turning' artefact).",
-                                  verdict, evidence))
-    verdict, evidence = stats.trend(x, [r["walk_skating_support_cm_per_frame"] for r in rows_u], claim="increasing")
-    findings.append(stats.Finding("sparsity_costs_quality", "Foot skating while walking, measured above the "
-                                  "rollout's own support height (robust to hovering paws), rises with sparsity.",
-                                  verdict, evidence))
-    verdict, evidence = stats.trend(x, [r["walk_lowest_paw_m"] for r in rows_u], claim="increasing")
-    findings.append(stats.Finding(None, "The paws hover higher above the floor while walking as sparsity rises "
-                                  "(which lowers skating measured above y = 0 without better contacts).",
-                                  verdict, evidence))
-    verdict, evidence = stats.trend(x, [r["val_loss"] for r in rows_u], claim="increasing")
-    findings.append(stats.Finding("sparsity_costs_quality", "Validation loss rises with sparsity.", verdict, evidence))
-    verdict, evidence = stats.trend(x, [r["replay_error_local_m"] for r in rows_u], claim="increasing")
-    findings.append(stats.Finding(None, "The posture error on held-out clips rises with sparsity.", verdict, evidence))
+        findings.append(stats.Finding(conclusion, text, verdict, evidence))
+    levels = {r["level"] for r in rows_u}
     for lv in sorted({r["level"] for r in rows_s} - {0.0}):
         if lv not in levels:
             continue
@@ -319,23 +334,50 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any 
         findings.append(stats.Finding(None, f"At {lv:.0%} sparsity, structured (neuron) pruning reaches a higher "
                                       "validation loss than unstructured pruning (structured vs unstructured).",
                                       verdict, evidence))
+    return findings
 
+
+def _scalars(summaries: dict[str, dict[float, dict[str, Any]]],
+             dense_ref: Mapping[str, Any] | None) -> dict[int, dict[str, float]]:
+    """TensorBoard scalars per sparsity (%): the unstructured means; the dense reference's values at step 0."""
     scalars: dict[int, dict[str, float]] = {}
     for key, _ in SHOWN:
         for lv, s in summaries[key].items():
             scalars.setdefault(int(round(lv * 100)), {})[f"unstructured/{key}"] = s["mean"]
         if dense_ref is not None and dense_ref.get(key) is not None:
             scalars.setdefault(0, {})[f"reference/{key}"] = float(dense_ref[key])
-    data = {"levels": levels, "models": rows_u, "structured_models": rows_s,
+    return scalars
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | Path, *, dataset: Any = None,
+        progress: bool = True) -> dict[str, Any]:
+    """Train (or reuse) the models, measure them, write ``<workdir>/tradeoff/`` and return the results."""
+    start = time.perf_counter()
+    out_dir = Path(workdir) / "tradeoff"
+    if dataset is None:
+        dataset = build_dataset(config.data, progress=progress)
+    unstructured, structured = _models(config, workdir, dataset, progress)
+    windows = replay_window_set(config, dataset)
+    previous = previous_data(out_dir, config, dataset, windows)  # measurements to reuse (same models, settings)
+    rows_u, rows_s = _measurements(config, unstructured, structured, dataset, windows, previous)
+    dense_ref = reference_row(config, unstructured, dataset, windows, previous)
+    mocap = _mocap_skating(config)
+    curves = {"unstructured (global, the study)": rows_u}
+    if structured is not None:
+        curves[f"structured (neurons, {config.study.structured_scope})"] = rows_s
+    figures = _figures(curves, out_dir, mocap, dense_ref)
+    tables, findings = _tables(config, rows_u, rows_s, dense_ref), _findings(rows_u, rows_s)
+    summaries = {key: by_level(rows_u, key) for key, _ in SHOWN}
+    data = {"levels": sorted({r["level"] for r in rows_u}), "models": rows_u, "structured_models": rows_s,
             "summary": {key: {str(lv): s for lv, s in v.items()} for key, v in summaries.items()},
-            "mocap_skating_cm_per_frame": reference, "scenarios": list(SCENARIOS),
-            "metrics": METRICS, "eval_split": study.eval_split,
+            "mocap_skating_cm_per_frame": mocap, "scenarios": list(SCENARIOS),
+            "metrics": METRICS, "eval_split": config.study.eval_split,
             "replay_windows": _windows_data(windows, config),
             "reference": dense_ref, "evaluation_settings": evaluation_settings(config, dataset)}
     seconds = time.perf_counter() - start
     return write_results(out_dir, experiment="tradeoff", title="Sparsity vs motion quality (study Fig. 1)",
                          scale=scale_of(config), tables=tables, figures=figures, findings=findings, data=data,
-                         seconds=seconds, scalars=scalars,
+                         seconds=seconds, scalars=_scalars(summaries, dense_ref),
                          notes=[reference_note(dense_ref)] if dense_ref is not None else [])
 
 
