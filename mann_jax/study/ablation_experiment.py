@@ -198,36 +198,37 @@ def _failures(fail_fraction: np.ndarray, result: abl.Ablation) -> dict[str, list
             for i, c in enumerate(result.conditions)}
 
 
-def _agreement_finding(claim: str, values: list[float], what: str) -> stats.Finding:
-    return stats.Finding("experts_keep_roles", claim, *stats.agreement(values, threshold=RHO_THRESHOLD, what=what))
+#: The rank agreements of the dense and sparse impact matrices: (correlation key, claim, what is compared).
+_AGREEMENTS = (
+    ("skating",
+     "Switching an expert off raises foot skating in the same scenarios in the dense and the {sparse:.0%} sparse "
+     "model: per seed, Spearman's rho between the two impact matrices (experts x scenarios) exceeds {threshold}.",
+     "Spearman rho (skating impact, dense vs sparse)"),
+    ("error",
+     "Switching an expert off raises the held-out ({split}) posture error of the same styles in the dense and the "
+     "sparse model: per seed, Spearman's rho between the two impact matrices (experts x styles) exceeds {threshold}.",
+     "Spearman rho (held-out error impact, dense vs sparse)"),
+    ("skating_support",
+     "Switching an expert off raises foot skating measured above the rollout's own support (hover-proof: the sparse "
+     "model's paws hover above the 2.5 cm skating height of the study's measure) in the same scenarios in the dense "
+     "and the sparse model: per seed, Spearman's rho between the two impact matrices exceeds {threshold}.",
+     "Spearman rho (skating-above-support impact, dense vs sparse)"),
+    ("skating_centred",
+     "Beyond how sensitive each scenario is, the same experts matter most in the dense and the sparse model: per "
+     "seed, Spearman's rho of the skating impact matrices with each scenario's mean over experts removed exceeds "
+     "{threshold}.",
+     "Spearman rho (skating impact, scenario means removed)"),
+)
 
 
 def _findings(study: ml_collections.ConfigDict, correlation: Mapping[str, Any], jaccard: list[float],
               failures: Mapping[str, Mapping[str, list[str]]]) -> list[stats.Finding]:
-    """The ``experts_keep_roles`` findings: four rank agreements of the impacts, one overlap of broken actions."""
+    """The ``experts_keep_roles`` findings: the :data:`_AGREEMENTS`, then the overlap of the actions broken."""
     findings = [
-        _agreement_finding(
-            f"Switching an expert off raises foot skating in the same scenarios in the dense and the "
-            f"{study.sparse_level:.0%} sparse model: per seed, Spearman's rho between the two "
-            f"impact matrices (experts x scenarios) exceeds {RHO_THRESHOLD}.",
-            correlation["skating"]["values"], "Spearman rho (skating impact, dense vs sparse)"),
-        _agreement_finding(
-            f"Switching an expert off raises the held-out ({study.eval_split}) posture error of the "
-            f"same styles in the dense and the sparse model: per seed, Spearman's rho between the two "
-            f"impact matrices (experts x styles) exceeds {RHO_THRESHOLD}.",
-            correlation["error"]["values"], "Spearman rho (held-out error impact, dense vs sparse)"),
-        _agreement_finding(
-            f"Switching an expert off raises foot skating measured above the rollout's own support (hover-proof: "
-            f"the sparse model's paws hover above the 2.5 cm skating height of the study's measure) in the same "
-            f"scenarios in the dense and the sparse model: per seed, Spearman's rho between the two impact matrices "
-            f"exceeds {RHO_THRESHOLD}.",
-            correlation["skating_support"]["values"], "Spearman rho (skating-above-support impact, dense vs sparse)"),
-        _agreement_finding(
-            f"Beyond how sensitive each scenario is, the same experts matter most in the dense and the sparse model: "
-            f"per seed, Spearman's rho of the skating impact matrices with each scenario's mean over experts "
-            f"removed exceeds {RHO_THRESHOLD}.",
-            correlation["skating_centred"]["values"], "Spearman rho (skating impact, scenario means removed)"),
-    ]
+        stats.Finding("experts_keep_roles",
+                      claim.format(sparse=study.sparse_level, split=study.eval_split, threshold=RHO_THRESHOLD),
+                      *stats.agreement(correlation[key]["values"], threshold=RHO_THRESHOLD, what=what))
+        for key, claim, what in _AGREEMENTS]
     fail_text = "; ".join(f"{kind}: " + (", ".join(f"{_condition_label(c)} -> {'/'.join(v)}"
                                                    for c, v in failures[kind].items() if v) or "none")
                           for kind in failures)
