@@ -101,7 +101,6 @@ from mann_jax.metric_writer import MetricWriter, json_safe
 from mann_jax.multihost import to_host
 from mann_jax.pruning import accounting
 from mann_jax.train import (
-    TRAIN_EVAL_ROWS,
     ModelFunctions,
     Run,
     TrainingData,
@@ -719,6 +718,22 @@ def table_row(name: str, level: float, seed: int, params: Any, masks: Any, train
     }
 
 
+def recorded_train_losses(workdir: Path, names: Sequence[str], step: int) -> list[float]:
+    """Each model's ``train_loss`` in the ``results.json`` this sweep wrote at ``step``; NaN where it has none.
+
+    A sweep resumed after it finished runs no step, so it has no logging window of its own: it keeps
+    the recorded loss (dropout on) rather than report one measured another way under the same name.
+    """
+    try:
+        saved = json.loads((workdir / "results.json").read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or saved.get("steps") != step or not isinstance(saved.get("rows"), list):
+        return [math.nan] * len(names)
+    recorded = {r.get("name"): r.get("train_loss") for r in saved["rows"] if isinstance(r, dict)}
+    return [float(v) if isinstance(v, (int, float)) else math.nan for v in (recorded.get(n) for n in names)]
+
+
 def write_table(rows: Sequence[dict[str, Any]], workdir: Path, extra: dict[str, Any]) -> None:
     """``results.csv`` (one row per model) and ``results.json`` (``extra`` plus the rows)."""
     with open(workdir / "results.csv", "w", newline="") as f:
@@ -1046,8 +1061,8 @@ def _finish_sweep(run: Run, plan: SweepPlan, runner: Runner, log: _SweepLog, fin
     val_losses = log.val_losses
     if len(data.x_val) and log.val_step != done:
         val_losses = log.evaluate(params, data.x_val, data.y_val)
-    if last_loss is None:  # no step ran in this call: the loss on (up to) TRAIN_EVAL_ROWS training rows
-        last_loss = log.evaluate(params, data.x_train[:TRAIN_EVAL_ROWS], data.y_train[:TRAIN_EVAL_ROWS])
+    if last_loss is None:  # no step ran in this call: keep the losses the finished sweep recorded
+        last_loss = recorded_train_losses(run.workdir, plan.names, done)
     rows = [table_row(name, plan.model_levels[i], plan.model_seeds[i], unstack(params, i), unstack(masks, i),
                       float(last_loss[i]), float(val_losses[i])) for i, name in enumerate(plan.names)]
     result = SweepResult(plan=plan, rows=rows, state=final, strategy=strategy, n_devices=len(runner.devices),

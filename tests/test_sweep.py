@@ -178,6 +178,13 @@ def test_resuming_with_fewer_epochs_than_ran_is_refused_and_leaves_the_table_alo
     sweep.run_sweep(config, tmp_path, progress=False)
     table = json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
     assert table["finished"]
+    # It keeps the training losses it recorded (dropout on), not a loss measured another way.
+    recorded = [r["train_loss"] for r in json.loads(before)["rows"]]
+    assert [r["train_loss"] for r in table["rows"]] == recorded and all(np.isfinite(recorded))
+    (tmp_path / "results.json").unlink()
+    again = sweep.run_sweep(config, tmp_path, progress=False)
+    assert all(np.isnan(r["train_loss"]) for r in again.rows)  # unknown once the record is gone
+    assert [r["val_loss"] for r in again.rows] == [r["val_loss"] for r in table["rows"]]
 
 
 @pytest.mark.slow
