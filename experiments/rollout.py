@@ -99,7 +99,34 @@ def run() -> None:
         raise ValueError(f"{len(checkpoints)} checkpoints but {len(labels)} labels")
     start = time.perf_counter()
     dataset = build_dataset(config.data, progress=False)
-    normalisation = dataset.normalisation
+    fns, params, normalisation = _models(config, checkpoints, dataset)
+    initial, control, commanded, replay, scenario_info = _scenario(dataset, fps)
+    many = len(params) > 1
+    result = rollout(fns, stack_params(params) if many else params[0], normalisation, initial, control, fps=fps,
+                     models_axis=many)
+    seconds_rollout = time.perf_counter() - start
+    # One (frames, ...) track per model, whether or not the rollout had a models axis.
+    n = len(params)
+    result = result._replace(bones=np.asarray(result.bones).reshape((n,) + np.shape(result.bones)[-3:]),
+                             root_positions=np.asarray(result.root_positions).reshape(n, -1, 3),
+                             root_directions=np.asarray(result.root_directions).reshape(n, -1, 3),
+                             target_velocity=np.asarray(result.target_velocity).reshape(n, -1, 3))
+    models = [_model_metrics(result, i, label, ckpt, commanded, replay, fps=fps)
+              for i, (label, ckpt) in enumerate(zip(labels, checkpoints))]
+    metrics: dict[str, Any] = {"scenario": scenario_info, "fps": fps, "skating_floor": _FLOOR.value, "models": models}
+    if replay is not None:
+        metrics["mocap"] = motion_metrics(replay.reference_bones, replay.reference_root_positions,
+                                          replay.reference_root_directions, None, fps=fps, floor=_FLOOR.value)
+    if _GROUND_TRUTH.value and config.data.source == "bvh":
+        metrics["ground_truth_skating"] = _ground_truth(config.data.path)
+    metrics["files"] = _draw(result, labels, replay, out, metrics, fps=fps)
+    metrics["seconds"] = {"load_and_rollout": round(seconds_rollout, 2), "total": round(time.perf_counter() - start, 2)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _print_summary(metrics, out)
+
+
+def _models(config: Any, checkpoints: list[str], dataset: Any) -> tuple[ModelFunctions, list[Any], Any]:
+    """The model functions, each checkpoint's parameters and the normalisation to run them with."""
     if any(is_weights_folder(c) for c in checkpoints):
         # An AI4Animation weights folder (e.g. the authors' trained dog) carries its own network size
         # and normalisation, so it is rolled out alone.
@@ -107,61 +134,56 @@ def run() -> None:
             raise ValueError("an AI4Animation weights folder is rolled out alone (its normalisation is its own)")
         model, normalisation = model_from_ai4animation(checkpoints[0])
         fns = ModelFunctions.of(model)
-        params = [fns.params]
-    else:
-        fns = ModelFunctions.of(build_model(config.model, seed=int(config.train.seed)))
-        params = [load_params(c, fns) for c in checkpoints]
-    many = len(params) > 1
-    stacked = stack_params(params) if many else params[0]
+        return fns, [fns.params], normalisation
+    fns = ModelFunctions.of(build_model(config.model, seed=int(config.train.seed)))
+    return fns, [load_params(c, fns) for c in checkpoints], dataset.normalisation
 
-    replay = None
-    commanded = None
+
+def _scenario(dataset: Any, fps: float) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """The initial state, the control, the commanded speed (None for a replay), the replay (or None), its info."""
     if _SCENARIO.value.startswith("replay:"):
         if _PARAM.value:
             raise ValueError("--param does not apply to replay scenarios")
         replay = replay_from_dataset(dataset, _SCENARIO.value.split(":", 1)[1], fps=fps)
-        initial, control = replay.initial, replay.control
-        scenario_info: dict[str, Any] = {"name": _SCENARIO.value, "frames": len(replay.frames)}
-    else:
-        scenario = make_scenario(_SCENARIO.value, fps=fps, **_parse_params(_PARAM.value))
-        row = start_row(dataset, style=_START_STYLE.value)
-        initial, control, commanded = initial_state_from_input(dataset.inputs[row]), scenario.control, \
-            scenario.commanded_speed
-        scenario_info = {"name": scenario.name, "params": scenario.params, "events": scenario.events,
-                         "frames": scenario.num_frames, "start_row": row,
-                         "start_clip": dataset.clip_names[int(dataset.clip_index[row])],
-                         "start_frame": int(dataset.frames[row]), "start_style": _START_STYLE.value}
+        return replay.initial, replay.control, None, replay, {"name": _SCENARIO.value, "frames": len(replay.frames)}
+    scenario = make_scenario(_SCENARIO.value, fps=fps, **_parse_params(_PARAM.value))
+    row = start_row(dataset, style=_START_STYLE.value)
+    info = {"name": scenario.name, "params": scenario.params, "events": scenario.events,
+            "frames": scenario.num_frames, "start_row": row,
+            "start_clip": dataset.clip_names[int(dataset.clip_index[row])],
+            "start_frame": int(dataset.frames[row]), "start_style": _START_STYLE.value}
+    return initial_state_from_input(dataset.inputs[row]), scenario.control, scenario.commanded_speed, None, info
 
-    result = rollout(fns, stacked, normalisation, initial, control, fps=fps, models_axis=many)
-    seconds_rollout = time.perf_counter() - start
-    bones = np.asarray(result.bones).reshape((len(params),) + np.shape(result.bones)[-3:])
-    root_pos = np.asarray(result.root_positions).reshape(len(params), -1, 3)
-    root_dir = np.asarray(result.root_directions).reshape(len(params), -1, 3)
 
-    models = []
-    for i, (label, ckpt) in enumerate(zip(labels, checkpoints)):
-        m = {"label": label, "checkpoint": str(ckpt)}
-        m.update(motion_metrics(bones[i], root_pos[i], root_dir[i], commanded, fps=fps, floor=_FLOOR.value))
-        if replay is not None:
-            one = result._replace(bones=bones[i], root_positions=root_pos[i], root_directions=root_dir[i])
-            err = replay_errors(one, replay)
-            m["replay"] = {"bone_error_world_m": float(err.world.mean()), "bone_error_local_m": float(err.local.mean()),
-                           "root_drift_final_m": float(err.root[-1]), "heading_error_final_deg": float(err.heading[-1])}
-        models.append(m)
-    metrics: dict[str, Any] = {"scenario": scenario_info, "fps": fps, "skating_floor": _FLOOR.value, "models": models}
+def _model_metrics(result: Any, i: int, label: str, checkpoint: str, commanded: Any, replay: Any, *,
+                   fps: float) -> dict[str, Any]:
+    """Model ``i``'s motion metrics, and its errors against the clip when replaying one."""
+    m: dict[str, Any] = {"label": label, "checkpoint": str(checkpoint)}
+    one = result._replace(bones=result.bones[i], root_positions=result.root_positions[i],
+                          root_directions=result.root_directions[i])
+    m.update(motion_metrics(one.bones, one.root_positions, one.root_directions, commanded, fps=fps,
+                            floor=_FLOOR.value))
     if replay is not None:
-        metrics["mocap"] = motion_metrics(replay.reference_bones, replay.reference_root_positions,
-                                          replay.reference_root_directions, None, fps=fps, floor=_FLOOR.value)
-    if _GROUND_TRUTH.value and config.data.source == "bvh":
-        gt = ground_truth_skating(config.data.path, floor=_FLOOR.value)
-        metrics["ground_truth_skating"] = {
-            "clips": len(gt.per_clip), "clip_mean_cm_per_frame": gt.clip_mean_cm_per_frame,
+        err = replay_errors(one, replay)
+        m["replay"] = {"bone_error_world_m": float(err.world.mean()), "bone_error_local_m": float(err.local.mean()),
+                       "root_drift_final_m": float(err.root[-1]), "heading_error_final_deg": float(err.heading[-1])}
+    return m
+
+
+def _ground_truth(path: str) -> dict[str, Any]:
+    """The real flat-floor clips' foot skating, per clip and on average."""
+    gt = ground_truth_skating(path, floor=_FLOOR.value)
+    return {"clips": len(gt.per_clip), "clip_mean_cm_per_frame": gt.clip_mean_cm_per_frame,
             "frame_mean_cm_per_frame": gt.frame_mean_cm_per_frame, "floor": gt.floor,
             "per_clip_cm_per_frame": {k: float(v.cm_per_frame) for k, v in gt.per_clip.items()}}
 
-    tracks = [render.Track(bones=bones[i], root_positions=root_pos[i], root_directions=root_dir[i], title=label,
-                           target_velocity=np.asarray(result.target_velocity).reshape(len(params), -1, 3)[i])
-              for i, label in enumerate(labels)]
+
+def _draw(result: Any, labels: list[str], replay: Any, out: Path, metrics: dict[str, Any], *,
+          fps: float) -> list[str]:
+    """Write the paw plot, the stills and (unless --no_video) the videos; the files written, metrics.json first."""
+    tracks = [render.Track(bones=result.bones[i], root_positions=result.root_positions[i],
+                           root_directions=result.root_directions[i], title=label,
+                           target_velocity=result.target_velocity[i]) for i, label in enumerate(labels)]
     if replay is not None:
         tracks.append(render.Track(bones=replay.reference_bones, root_positions=replay.reference_root_positions,
                                    root_directions=replay.reference_root_directions, title="mocap"))
@@ -172,17 +194,19 @@ def run() -> None:
         frames = render.render_frames(tracks, fps=fps, stride=_STRIDE.value)
         files += render.write_videos(frames, out, "rollout", fps=fps / _STRIDE.value)
         metrics["video_frames"] = int(len(frames))
-    metrics["files"] = files
-    metrics["seconds"] = {"load_and_rollout": round(seconds_rollout, 2), "total": round(time.perf_counter() - start, 2)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    for m in models:
+    return files
+
+
+def _print_summary(metrics: dict[str, Any], out: Path) -> None:
+    """One line per model, the mocap's skating when measured, and where the files went."""
+    for m in metrics["models"]:
         print(f"{m['label']}: skating {m['skating_cm_per_frame']:.4f} cm/frame "
               f"({m['skating_cm_per_second']:.2f} cm/s), "
               f"hips {m['hips_height_median_m']:.2f} m, final heading {m['final_heading_deg']:.1f} deg")
     if "ground_truth_skating" in metrics:
         g = metrics["ground_truth_skating"]
         print(f"mocap ({g['clips']} flat-floor clips): {g['clip_mean_cm_per_frame']:.4f} cm/frame (mean over clips)")
-    print(f"wrote {', '.join(files)} to {out}{os.sep}")
+    print(f"wrote {', '.join(metrics['files'])} to {out}{os.sep}")
 
 
 if __name__ == "__main__":
