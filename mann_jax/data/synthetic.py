@@ -63,6 +63,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy.ndimage import convolve1d, gaussian_filter1d
@@ -687,7 +688,18 @@ def _paw_path(contact: np.ndarray, home: np.ndarray, lift: np.ndarray,
     return pos, np.where(in_stance, 0.0, s)
 
 
-def _jump_profiles(tl: _Timeline, fps: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+class _Jumps(NamedTuple):
+    """Per-frame profiles of the jumps of a (padded) plan; zero / False outside them."""
+
+    dh: np.ndarray  # (T,) extra Hips height
+    dpitch: np.ndarray  # (T,) extra body pitch
+    speed: np.ndarray  # (T,) extra forward speed
+    arc: np.ndarray  # (T,) height of the paws' flight arc
+    flight: np.ndarray  # (T, 4) bool, paw in flight
+    jumping: np.ndarray  # (T,) bool, crouch to end of landing (the Jump style)
+
+
+def _jump_profiles(tl: _Timeline, fps: float, rng: np.random.Generator) -> _Jumps:
     """Extra height, pitch and forward speed of the jumps, flight masks and Jump-style frames."""
     t = len(tl.activity)
     time = np.arange(t) / fps
@@ -705,41 +717,12 @@ def _jump_profiles(tl: _Timeline, fps: float, rng: np.random.Generator) -> dict[
         tc = a / fps + lead
         t0 = tc + _JUMP_CROUCH_S
         t1 = t0 + _JUMP_FLIGHT_S
-        tf = _JUMP_FLIGHT_S
-        apex = _GRAVITY * tf * tf / 8.0
-        v_up = 4.0 * apex / tf
         crouch = float(rng.uniform(0.05, 0.08))
-        v_fwd = float(rng.uniform(0.6, 1.0)) / tf
-        # Height: crouch, push off (Hermite to the take-off velocity), ballistic flight, absorb.
-        m = (time >= tc) & (time < t0 - 0.15)
-        dh[m] = -crouch * _smoothstep5((time[m] - tc) / (_JUMP_CROUCH_S - 0.15))
-        m = (time >= t0 - 0.15) & (time < t0)
-        s = (time[m] - (t0 - 0.15)) / 0.15
-        dh[m] = -crouch * (2 * s**3 - 3 * s**2 + 1) + 0.15 * v_up * (s**3 - s**2)
-        m = (time >= t0) & (time < t1)
-        s = (time[m] - t0) / tf
-        dh[m] = arc[m] = 4.0 * apex * s * (1.0 - s)
-        m = (time >= t1) & (time < t1 + 0.2)
-        s = (time[m] - t1) / 0.2
-        dh[m] = -0.2 * v_up * (s**3 - 2 * s**2 + s) - 0.06 * (3 * s**2 - 2 * s**3)
-        m = (time >= t1 + 0.2) & (time < t1 + _JUMP_LAND_S)
-        dh[m] = -0.06 * (1.0 - _smoothstep5((time[m] - t1 - 0.2) / (_JUMP_LAND_S - 0.2)))
-        # Forward speed: accelerate during push-off, constant in flight, brake on landing.
-        m = (time >= t0 - 0.15) & (time < t0)
-        speed[m] = v_fwd * (time[m] - (t0 - 0.15)) / 0.15
-        m = (time >= t0) & (time < t1)
-        speed[m] = v_fwd
-        m = (time >= t1) & (time < t1 + 0.2)
-        speed[m] = v_fwd * (1.0 - (time[m] - t1) / 0.2)
-        # Pitch: nose up at take-off, down at landing.
+        v_fwd = float(rng.uniform(0.6, 1.0)) / _JUMP_FLIGHT_S
+        _jump_height(dh, arc, time, tc, t0, t1, crouch)
+        _jump_speed(speed, time, t0, t1, v_fwd)
         up, down = math.radians(float(rng.uniform(10.0, 16.0))), math.radians(float(rng.uniform(8.0, 12.0)))
-        m = (time >= t0 - 0.25) & (time < t0)
-        dpitch[m] = up * _smoothstep5((time[m] - (t0 - 0.25)) / 0.25)
-        m = (time >= t0) & (time < t1)
-        s = (time[m] - t0) / tf
-        dpitch[m] = up + (-down - up) * _smoothstep5(s)
-        m = (time >= t1) & (time < t1 + 0.35)
-        dpitch[m] = -down * (1.0 - _smoothstep5((time[m] - t1) / 0.35))
+        _jump_pitch(dpitch, time, t0, t1, up, down)
         # Front paws leave and land first.
         front = (time >= t0 - 0.08) & (time < t1)
         hind = (time >= t0) & (time < t1 + 0.08)
@@ -748,7 +731,51 @@ def _jump_profiles(tl: _Timeline, fps: float, rng: np.random.Generator) -> dict[
         flight[:, 2] |= hind
         flight[:, 3] |= hind
         jumping |= (time >= tc) & (time < t1 + _JUMP_LAND_S)
-    return {"dh": dh, "dpitch": dpitch, "speed": speed, "arc": arc, "flight": flight, "jumping": jumping}
+    return _Jumps(dh, dpitch, speed, arc, flight, jumping)
+
+
+def _jump_height(dh: np.ndarray, arc: np.ndarray, time: np.ndarray, tc: float, t0: float, t1: float,
+                 crouch: float) -> None:
+    """Write one jump's extra Hips height into ``dh`` and its flight arc into ``arc`` (in place)."""
+    tf = _JUMP_FLIGHT_S
+    apex = _GRAVITY * tf * tf / 8.0
+    v_up = 4.0 * apex / tf
+    # Crouch, push off (Hermite to the take-off velocity), ballistic flight, absorb.
+    m = (time >= tc) & (time < t0 - 0.15)
+    dh[m] = -crouch * _smoothstep5((time[m] - tc) / (_JUMP_CROUCH_S - 0.15))
+    m = (time >= t0 - 0.15) & (time < t0)
+    s = (time[m] - (t0 - 0.15)) / 0.15
+    dh[m] = -crouch * (2 * s**3 - 3 * s**2 + 1) + 0.15 * v_up * (s**3 - s**2)
+    m = (time >= t0) & (time < t1)
+    s = (time[m] - t0) / tf
+    dh[m] = arc[m] = 4.0 * apex * s * (1.0 - s)
+    m = (time >= t1) & (time < t1 + 0.2)
+    s = (time[m] - t1) / 0.2
+    dh[m] = -0.2 * v_up * (s**3 - 2 * s**2 + s) - 0.06 * (3 * s**2 - 2 * s**3)
+    m = (time >= t1 + 0.2) & (time < t1 + _JUMP_LAND_S)
+    dh[m] = -0.06 * (1.0 - _smoothstep5((time[m] - t1 - 0.2) / (_JUMP_LAND_S - 0.2)))
+
+
+def _jump_speed(speed: np.ndarray, time: np.ndarray, t0: float, t1: float, v_fwd: float) -> None:
+    """Write one jump's extra forward speed into ``speed`` (in place)."""
+    # Accelerate during push-off, constant in flight, brake on landing.
+    m = (time >= t0 - 0.15) & (time < t0)
+    speed[m] = v_fwd * (time[m] - (t0 - 0.15)) / 0.15
+    m = (time >= t0) & (time < t1)
+    speed[m] = v_fwd
+    m = (time >= t1) & (time < t1 + 0.2)
+    speed[m] = v_fwd * (1.0 - (time[m] - t1) / 0.2)
+
+
+def _jump_pitch(dpitch: np.ndarray, time: np.ndarray, t0: float, t1: float, up: float, down: float) -> None:
+    """Write one jump's extra body pitch into ``dpitch`` (in place): nose up at take-off, down at landing."""
+    m = (time >= t0 - 0.25) & (time < t0)
+    dpitch[m] = up * _smoothstep5((time[m] - (t0 - 0.25)) / 0.25)
+    m = (time >= t0) & (time < t1)
+    s = (time[m] - t0) / _JUMP_FLIGHT_S
+    dpitch[m] = up + (-down - up) * _smoothstep5(s)
+    m = (time >= t1) & (time < t1 + 0.35)
+    dpitch[m] = -down * (1.0 - _smoothstep5((time[m] - t1) / 0.35))
 
 
 def _pose_steps(tl: _Timeline, fps: float) -> np.ndarray:
@@ -773,163 +800,251 @@ def _pose_steps(tl: _Timeline, fps: float) -> np.ndarray:
     return swing
 
 
-def _generate(plan: Sequence[Segment], fps: float, rng: np.random.Generator, name: str) -> SyntheticClip:
-    """Generate a clip from a plan whose frames sum to the clip length (see module docstring)."""
-    dt = 1.0 / fps
-    num_frames = sum(_frames_of(s, fps) for s in plan)
-    pad = int(round(_PAD_S * fps))
+def _padded_plan(plan: Sequence[Segment], pad: int, fps: float) -> list[Segment]:
+    """The plan with ``pad`` more frames of its first and last activities before and after it."""
     # The first and last activities continue for a second beyond the clip (a jump's standing).
     before, after = (seg if seg.activity != "jump" else Segment("idle", 1.0) for seg in (plan[0], plan[-1]))
-    padded = [_resize(before, pad, fps), *plan, _resize(after, pad, fps)]
-    tl = _timeline(padded, fps, rng)
-    t = len(tl.activity)
-    time = np.arange(t) * dt
+    return [_resize(before, pad, fps), *plan, _resize(after, pad, fps)]
 
-    # ---- smoothed targets -----------------------------------------------------------------
+
+class _Targets(NamedTuple):
+    """Smoothed per-frame targets of a padded plan (gait columns as in :attr:`_Timeline.gait`)."""
+
+    speed: np.ndarray  # (T,) path speed
+    offsets: np.ndarray  # (T, 4) paw phase offsets
+    duty: np.ndarray
+    freq_nom: np.ndarray
+    speed_nom: np.ndarray
+    lift: np.ndarray
+    bob2: np.ndarray
+    bob1: np.ndarray
+    cruise: np.ndarray
+    pose: dict[str, np.ndarray]
+    jump: _Jumps
+
+
+def _smoothed_targets(tl: _Timeline, fps: float, rng: np.random.Generator) -> _Targets:
+    """The timeline's speed, gait and pose targets as ramps across segment boundaries, with the jumps."""
     speed = np.maximum(_ramp(tl.speed, _SPEED_RAMP_S * fps), 0.0)
     gait = _ramp(tl.gait, _POSE_RAMP_S * fps)
-    offsets, duty, freq_nom, speed_nom, lift, bob2, bob1, cruise = (gait[:, :4], gait[:, 4], gait[:, 5], gait[:, 6],
-                                                                   gait[:, 7], gait[:, 8], gait[:, 9], gait[:, 10])
     pose = {k: _ramp(v, _POSE_RAMP_S * fps) for k, v in tl.pose.items()}
-    jump = _jump_profiles(tl, fps, rng)
+    return _Targets(speed, gait[:, :4], gait[:, 4], gait[:, 5], gait[:, 6], gait[:, 7], gait[:, 8], gait[:, 9],
+                    gait[:, 10], pose, _jump_profiles(tl, fps, rng))
 
-    # ---- heading and path ---------------------------------------------------------------------
-    yaw_rate = _ramp(tl.yaw_rate, _YAW_RAMP_S * fps) * np.clip(speed / 0.3, 0.0, 1.0)
+
+class _Path(NamedTuple):
+    """The root path: turning rate, level heading axes and path points on the floor, per frame."""
+
+    yaw_rate: np.ndarray  # (T,)
+    fwd0: np.ndarray  # (T, 3) heading
+    left0: np.ndarray  # (T, 3)
+    points: np.ndarray  # (T, 3)
+
+
+def _heading_and_path(tl: _Timeline, tg: _Targets, fps: float, pad: int, rng: np.random.Generator) -> _Path:
+    """The heading (integral of the yaw rate) and path (integral of the speed along it), placed at random."""
+    dt = 1.0 / fps
+    t = len(tl.activity)
+    yaw_rate = _ramp(tl.yaw_rate, _YAW_RAMP_S * fps) * np.clip(tg.speed / 0.3, 0.0, 1.0)
     heading = float(rng.uniform(-np.pi, np.pi)) + np.cumsum(yaw_rate) * dt
     fwd0 = np.stack([np.sin(heading), np.zeros(t), np.cos(heading)], axis=-1)
     left0 = np.stack([np.cos(heading), np.zeros(t), -np.sin(heading)], axis=-1)
-    ground_speed = speed + jump["speed"]
+    ground_speed = tg.speed + tg.jump.speed
     path = np.cumsum(ground_speed[:, None] * fwd0, axis=0) * dt
     path += np.array([rng.uniform(-1.0, 1.0), 0.0, rng.uniform(-1.0, 1.0)]) - path[pad]
+    return _Path(yaw_rate, fwd0, left0, path)
 
-    # ---- gait phase and contacts --------------------------------------------------------------
+
+def _gait_contacts(tl: _Timeline, tg: _Targets, yaw_rate: np.ndarray, fps: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(phase, locomotion, contacts)``: global gait phase, moving frames and ``(T, 4)`` paw stance."""
+    dt = 1.0 / fps
     # Stride frequency grows with the square root of the bout's cruising speed of the front paws'
     # homes (turning sweeps them sideways), so stance lengths stay within the legs' reach in sharp
     # turns; it does not drop while starting or stopping (short steps, not slow ones).
-    turn_speed = np.sqrt(cruise**2 + (yaw_rate * _POSES["idle"].front_home[0]) ** 2)
-    ratio = np.clip(np.sqrt(np.maximum(turn_speed, 1e-6) / speed_nom), 0.6, 1.5)
-    phase = np.cumsum(freq_nom * ratio) * dt + float(rng.uniform(0.0, 1.0))
-    leg_phase = (phase[:, None] - offsets) % 1.0
-    natural = leg_phase < duty[:, None]
-    locomotion = speed > _LOCOMOTION_SPEED
+    turn_speed = np.sqrt(tg.cruise**2 + (yaw_rate * _POSES["idle"].front_home[0]) ** 2)
+    ratio = np.clip(np.sqrt(np.maximum(turn_speed, 1e-6) / tg.speed_nom), 0.6, 1.5)
+    phase = np.cumsum(tg.freq_nom * ratio) * dt + float(rng.uniform(0.0, 1.0))
+    leg_phase = (phase[:, None] - tg.offsets) % 1.0
+    natural = leg_phase < tg.duty[:, None]
+    locomotion = tg.speed > _LOCOMOTION_SPEED
     contacts = np.stack([_leg_contacts(natural[:, k], locomotion) for k in range(4)], axis=1)
-    contacts &= ~(_pose_steps(tl, fps) | jump["flight"])
-    _limit_suspension(contacts, np.any(jump["flight"], axis=1), max(1, int(round(_MAX_SUSPENSION_S * fps))))
+    contacts &= ~(_pose_steps(tl, fps) | tg.jump.flight)
+    _limit_suspension(contacts, np.any(tg.jump.flight, axis=1), max(1, int(round(_MAX_SUSPENSION_S * fps))))
+    return phase, locomotion, contacts
 
-    # ---- secondary motion ---------------------------------------------------------------------
-    breath = np.sin(2.0 * np.pi * 0.45 * time + rng.uniform(0, 2 * np.pi)) * (1.0 - np.clip(speed / 0.5, 0, 1))
+
+class _Secondary(NamedTuple):
+    """Secondary motion per frame: breathing (-1..1 at rest), head noise, tail wag, bending into turns."""
+
+    breath: np.ndarray
+    head_yaw: np.ndarray
+    head_pitch: np.ndarray
+    wag: np.ndarray
+    bend: np.ndarray
+
+
+def _secondary_motion(tg: _Targets, yaw_rate: np.ndarray, fps: float, rng: np.random.Generator) -> _Secondary:
+    """Breathing, head noise, tail wag and bending into turns (angles in radians)."""
+    dt = 1.0 / fps
+    t = len(tg.speed)
+    time = np.arange(t) * dt
+    breath = np.sin(2.0 * np.pi * 0.45 * time + rng.uniform(0, 2 * np.pi)) * (1.0 - np.clip(tg.speed / 0.5, 0, 1))
     noise = _noise(rng, (t, 2), 0.5 * fps)
-    head_yaw = np.radians(pose["head_noise"]) * noise[:, 0]
-    head_pitch = np.radians(pose["head_noise"]) * 0.4 * noise[:, 1]
-    wag = np.radians(pose["wag"]) * np.sin(2.0 * np.pi * np.cumsum(pose["wag_freq"]) * dt)
+    head_yaw = np.radians(tg.pose["head_noise"]) * noise[:, 0]
+    head_pitch = np.radians(tg.pose["head_noise"]) * 0.4 * noise[:, 1]
+    wag = np.radians(tg.pose["wag"]) * np.sin(2.0 * np.pi * np.cumsum(tg.pose["wag_freq"]) * dt)
     bend = np.clip(yaw_rate * 0.08, -0.2, 0.2)
+    return _Secondary(breath, head_yaw, head_pitch, wag, bend)
 
-    # ---- body ---------------------------------------------------------------------------------
-    pitch = (np.radians(pose["pitch"]) + jump["dpitch"] + np.radians(3.0) * bob1 / 0.02 * np.sin(2 * np.pi * phase)
-             + np.radians(0.4) * breath)
+
+class _Body(NamedTuple):
+    """The body per frame: pitched axes (``fwd``, ``up``, ``left``), level axes (``fwd0``, ``left0``), Hips."""
+
+    fwd: np.ndarray
+    up: np.ndarray
+    left: np.ndarray
+    fwd0: np.ndarray
+    left0: np.ndarray
+    hips: np.ndarray
+
+    def body_dir(self, pitch_rel: np.ndarray | float, yaw_rel: np.ndarray | float) -> np.ndarray:
+        """``(T, 3)`` directions pitched and turned relative to the body's forward axis."""
+        p, y = np.asarray(pitch_rel)[..., None], np.asarray(yaw_rel)[..., None]
+        return np.cos(p) * (np.cos(y) * self.fwd + np.sin(y) * self.left) + np.sin(p) * self.up
+
+    def level_dir(self, pitch_abs: np.ndarray, yaw_rel: np.ndarray) -> np.ndarray:
+        """``(T, 3)`` directions pitched from the horizontal and turned relative to the heading."""
+        p, y = pitch_abs[..., None], yaw_rel[..., None]
+        return np.cos(p) * (np.cos(y) * self.fwd0 + np.sin(y) * self.left0) + np.sin(p) * _UP
+
+
+def _body(tg: _Targets, path: _Path, phase: np.ndarray, sec: _Secondary) -> _Body:
+    """The body's axes (pitched by activity, jumps, gait and breathing) and the Hips at the body's height."""
+    pose, jump, bob1, fwd0 = tg.pose, tg.jump, tg.bob1, path.fwd0
+    pitch = (np.radians(pose["pitch"]) + jump.dpitch + np.radians(3.0) * bob1 / 0.02 * np.sin(2 * np.pi * phase)
+             + np.radians(0.4) * sec.breath)
     fwd = np.cos(pitch)[:, None] * fwd0 + np.sin(pitch)[:, None] * _UP
     up = -np.sin(pitch)[:, None] * fwd0 + np.cos(pitch)[:, None] * _UP
-    left = left0
-    height = (pose["height"] + bob2 * np.cos(4 * np.pi * phase) + bob1 * np.cos(2 * np.pi * phase)
-              + 0.002 * breath + jump["dh"])
-    hips = path + pose["shift"][:, None] * fwd0 + height[:, None] * _UP
+    height = (pose["height"] + tg.bob2 * np.cos(4 * np.pi * phase) + bob1 * np.cos(2 * np.pi * phase)
+              + 0.002 * sec.breath + jump.dh)
+    hips = path.points + pose["shift"][:, None] * fwd0 + height[:, None] * _UP
+    return _Body(fwd, up, path.left0, fwd0, path.left0, hips)
 
-    def body_dir(pitch_rel: np.ndarray | float, yaw_rel: np.ndarray | float) -> np.ndarray:
-        p, y = np.asarray(pitch_rel)[..., None], np.asarray(yaw_rel)[..., None]
-        return np.cos(p) * (np.cos(y) * fwd + np.sin(y) * left) + np.sin(p) * up
 
-    def level_dir(pitch_abs: np.ndarray, yaw_rel: np.ndarray) -> np.ndarray:
-        p, y = pitch_abs[..., None], yaw_rel[..., None]
-        return np.cos(p) * (np.cos(y) * fwd0 + np.sin(y) * left0) + np.sin(p) * _UP
-
+def _trunk_frames(body: _Body, pose: dict[str, np.ndarray],
+                  sec: _Secondary) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """World frames of the Hips, spine, neck and head, and the Spine1 position (the scapulae hang from it)."""
+    t, hips, left = len(body.hips), body.hips, body.left
     world: dict[str, np.ndarray] = {}
-    pos: dict[str, np.ndarray] = {}
-    world["Hips"] = _frames(-fwd, left, np.array([1.0, 0.0, 0.0]))
-    pos["Hips"] = hips
-    world["Spine"] = _frames(body_dir(np.radians(0.5) * breath, bend / 2), left, _OFF["Spine1"])
-    pos["Spine"] = hips
-    pos["Spine1"] = hips + world["Spine"] @ _OFF["Spine1"]
-    world["Spine1"] = _frames(body_dir(np.radians(pose["spine1"]), bend), left, _OFF["Neck"])
-    pos["Neck"] = pos["Spine1"] + world["Spine1"] @ _OFF["Neck"]
-    neck_yaw = bend + 0.4 * head_yaw
-    world["Neck"] = _frames(level_dir(np.radians(pose["neck"]) + 0.3 * head_pitch, neck_yaw),
-                            np.cos(neck_yaw)[:, None] * left0 - np.sin(neck_yaw)[:, None] * fwd0, _OFF["Head"])
-    pos["Head"] = pos["Neck"] + world["Neck"] @ _OFF["Head"]
+    world["Hips"] = _frames(-body.fwd, left, np.array([1.0, 0.0, 0.0]))
+    world["Spine"] = _frames(body.body_dir(np.radians(0.5) * sec.breath, sec.bend / 2), left, _OFF["Spine1"])
+    spine1 = hips + world["Spine"] @ _OFF["Spine1"]
+    world["Spine1"] = _frames(body.body_dir(np.radians(pose["spine1"]), sec.bend), left, _OFF["Neck"])
+    neck_yaw = sec.bend + 0.4 * sec.head_yaw
+    world["Neck"] = _frames(body.level_dir(np.radians(pose["neck"]) + 0.3 * sec.head_pitch, neck_yaw),
+                            np.cos(neck_yaw)[:, None] * body.left0 - np.sin(neck_yaw)[:, None] * body.fwd0,
+                            _OFF["Head"])
     # The head's local +Z is up (so its +Y is its left), as in the real clips.
-    world["Head"] = _frames(level_dir(np.radians(pose["head"]) + head_pitch, bend + head_yaw),
+    world["Head"] = _frames(body.level_dir(np.radians(pose["head"]) + sec.head_pitch, sec.bend + sec.head_yaw),
                             np.broadcast_to(_UP, (t, 3)), _OFF["HeadSite"])
+    return world, spine1
 
-    # Tail: pitches relative to the horizontal, kept above the floor.
-    pos["Tail"] = hips + world["Hips"] @ _OFF["Tail"]
+
+def _tail_frames(body: _Body, pose: dict[str, np.ndarray], wag: np.ndarray,
+                 hips_frame: np.ndarray) -> dict[str, np.ndarray]:
+    """World frames of the tail's two bones, pitched relative to the horizontal and kept above the floor."""
+    tail_pos = body.hips + hips_frame @ _OFF["Tail"]
     tail_pitch = np.radians(pose["tail"][:, 0])
-    tail_pitch = np.maximum(tail_pitch, np.arcsin(np.clip((0.01 - pos["Tail"][:, 1]) / _LEN["Tail1"], -1, 1)))
-    tail_dir = -level_dir(-tail_pitch, -0.5 * wag)  # backwards, pitched down by tail_pitch
-    world["Tail"] = _frames(tail_dir, left, _OFF["Tail1"])
-    pos["Tail1"] = pos["Tail"] + world["Tail"] @ _OFF["Tail1"]
+    tail_pitch = np.maximum(tail_pitch, np.arcsin(np.clip((0.01 - tail_pos[:, 1]) / _LEN["Tail1"], -1, 1)))
+    tail_dir = -body.level_dir(-tail_pitch, -0.5 * wag)  # backwards, pitched down by tail_pitch
+    tail = _frames(tail_dir, body.left, _OFF["Tail1"])
+    tail1_pos = tail_pos + tail @ _OFF["Tail1"]
     tail1_pitch = np.radians(pose["tail"][:, 1])
-    tail1_pitch = np.maximum(tail1_pitch, np.arcsin(np.clip((0.01 - pos["Tail1"][:, 1]) / _LEN["Tail1Site"], -1, 1)))
-    world["Tail1"] = _frames(-level_dir(-tail1_pitch, -wag), left, _OFF["Tail1Site"])
+    tail1_pitch = np.maximum(tail1_pitch, np.arcsin(np.clip((0.01 - tail1_pos[:, 1]) / _LEN["Tail1Site"], -1, 1)))
+    return {"Tail": tail, "Tail1": _frames(-body.level_dir(-tail1_pitch, -wag), body.left, _OFF["Tail1Site"])}
 
-    # ---- paws ----------------------------------------------------------------------------------
-    paw_names = ("Left", "Right", "Left", "Right")
+
+def _paws(tg: _Targets, path: _Path, contacts: np.ndarray,
+          locomotion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, 4, 3)`` paw positions and ``(T, 4)`` swing progress (0 in stance), footholds at the paws' homes."""
+    t = len(contacts)
     paws = np.empty((t, 4, 3))
     swing_s = np.empty((t, 4))
     for leg in range(4):
         side = 1.0 if leg % 2 == 0 else -1.0
-        home_fl = pose["front_home"] if leg < 2 else pose["hind_home"]
-        home = path + home_fl[:, 0:1] * fwd0 + side * home_fl[:, 1:2] * left0
-        leg_lift = np.where(jump["flight"][:, leg], 0.06, np.where(locomotion, lift, _POSE_STEP_LIFT))
+        home_fl = tg.pose["front_home"] if leg < 2 else tg.pose["hind_home"]
+        home = path.points + home_fl[:, 0:1] * path.fwd0 + side * home_fl[:, 1:2] * path.left0
+        leg_lift = np.where(tg.jump.flight[:, leg], 0.06, np.where(locomotion, tg.lift, _POSE_STEP_LIFT))
         paws[:, leg], swing_s[:, leg] = _paw_path(contacts[:, leg], home, leg_lift,
-                                                  np.where(contacts[:, leg], 0.0, jump["arc"]))
+                                                  np.where(contacts[:, leg], 0.0, tg.jump.arc))
+    return paws, swing_s
 
-    for leg in range(4):
-        side_name = paw_names[leg]
-        side = 1.0 if leg % 2 == 0 else -1.0
-        paw = paws[:, leg]
+
+def _front_leg(side_name: str, paw: np.ndarray, flex: np.ndarray, body: _Body, pose: dict[str, np.ndarray],
+               spine1: np.ndarray, spine1_frame: np.ndarray) -> dict[str, np.ndarray]:
+    """World frames of one front leg (scapula, arm, forearm, metacarpus) with the paw at ``paw``."""
+    zeros = np.zeros(len(paw))
+    shoulder, arm, fore, hand = (f"{side_name}Shoulder", f"{side_name}Arm", f"{side_name}ForeArm",
+                                 f"{side_name}Hand")
+    shoulder_pos = spine1 + spine1_frame @ _OFF[shoulder]
+    # The scapula turns towards the paw, more so when the paw is far (it lengthens the leg).
+    base = body.body_dir(np.radians(pose["scapula"]), zeros)
+    to_paw = paw - shoulder_pos
+    w = 0.35 + 0.65 * _smoothstep5((np.linalg.norm(to_paw, axis=-1) - 0.41) / 0.06)[:, None]
+    scap_dir = _unit((1.0 - w) * base + w * _unit(to_paw))
+    scapula = _frames(scap_dir, body.left, _OFF[arm])
+    arm_pos = shoulder_pos + scapula @ _OFF[arm]
+    l1, l2, r = _LEN[fore], _LEN[hand], _LEN[f"{hand}Site"]
+    pref = body.level_dir(np.radians(pose["front_meta"]) - np.radians(60.0) * flex, zeros)
+    meta = _reachable_segment(paw, arm_pos, pref, r, (_FOLD * (l1 + l2), _REACH * (l1 + l2)))
+    wrist = paw - r * meta
+    pole = -body.fwd0 + pose["elbow_up"][:, None] * _UP
+    elbow, wrist = _two_bone_ik(arm_pos, wrist, l1, l2, pole)
+    # Local +Z of the leg bones is the elbow's hinge axis (the dog's left in a standing pose).
+    hinge = np.cross(wrist - elbow, elbow - arm_pos)
+    return {shoulder: scapula, arm: _frames(elbow - arm_pos, hinge, _OFF[fore]),
+            fore: _frames(wrist - elbow, hinge, _OFF[hand]), hand: _frames(meta, hinge, _OFF[f"{hand}Site"])}
+
+
+def _hind_leg(side_name: str, side: float, paw: np.ndarray, flex: np.ndarray, body: _Body,
+              pose: dict[str, np.ndarray], hips_frame: np.ndarray) -> dict[str, np.ndarray]:
+    """World frames of one hind leg (thigh, shank, metatarsus) with the paw at ``paw``."""
+    zeros = np.zeros(len(paw))
+    up_leg, knee_name, foot = f"{side_name}UpLeg", f"{side_name}Leg", f"{side_name}Foot"
+    hip = body.hips + hips_frame @ _OFF[up_leg]
+    l1, l2, r = _LEN[knee_name], _LEN[foot], _LEN[f"{foot}Site"]
+    pref = body.level_dir(np.radians(pose["hind_meta"]) - np.radians(45.0) * flex, zeros)
+    meta = _reachable_segment(paw, hip, pref, r, (_FOLD * (l1 + l2), _REACH * (l1 + l2)))
+    hock = paw - r * meta
+    pole = body.fwd0 + pose["knee_up"][:, None] * _UP + side * pose["knee_out"][:, None] * body.left0
+    knee, hock = _two_bone_ik(hip, hock, l1, l2, pole)
+    # Local +Z of the leg bones is the stifle's hinge axis (the dog's left in a standing pose).
+    hinge = np.cross(knee - hip, hock - knee)
+    return {up_leg: _frames(knee - hip, hinge, _OFF[knee_name]), knee_name: _frames(hock - knee, hinge, _OFF[foot]),
+            foot: _frames(meta, hinge, _OFF[f"{foot}Site"])}
+
+
+def _world_frames(body: _Body, pose: dict[str, np.ndarray], sec: _Secondary, paws: np.ndarray,
+                  swing_s: np.ndarray) -> dict[str, np.ndarray]:
+    """``(T, 3, 3)`` world frames of the bones the pose sets, by name (the others follow their parents)."""
+    world, spine1 = _trunk_frames(body, pose, sec)
+    world.update(_tail_frames(body, pose, sec.wag, world["Hips"]))
+    for leg, side_name in enumerate(("Left", "Right", "Left", "Right")):
         flex = pose["swing_flex"] * np.sin(np.pi * swing_s[:, leg])
-        zeros = np.zeros(t)
         if leg < 2:
-            shoulder, arm, fore, hand = (f"{side_name}Shoulder", f"{side_name}Arm", f"{side_name}ForeArm",
-                                         f"{side_name}Hand")
-            pos[shoulder] = pos["Spine1"] + world["Spine1"] @ _OFF[shoulder]
-            # The scapula turns towards the paw, more so when the paw is far (it lengthens the leg).
-            base = body_dir(np.radians(pose["scapula"]), zeros)
-            to_paw = paw - pos[shoulder]
-            w = 0.35 + 0.65 * _smoothstep5((np.linalg.norm(to_paw, axis=-1) - 0.41) / 0.06)[:, None]
-            scap_dir = _unit((1.0 - w) * base + w * _unit(to_paw))
-            world[shoulder] = _frames(scap_dir, left, _OFF[arm])
-            pos[arm] = pos[shoulder] + world[shoulder] @ _OFF[arm]
-            l1, l2, r = _LEN[fore], _LEN[hand], _LEN[f"{hand}Site"]
-            pref = level_dir(np.radians(pose["front_meta"]) - np.radians(60.0) * flex, zeros)
-            meta = _reachable_segment(paw, pos[arm], pref, r, (_FOLD * (l1 + l2), _REACH * (l1 + l2)))
-            wrist = paw - r * meta
-            pole = -fwd0 + pose["elbow_up"][:, None] * _UP
-            elbow, wrist = _two_bone_ik(pos[arm], wrist, l1, l2, pole)
-            # Local +Z of the leg bones is the elbow's hinge axis (the dog's left in a standing pose).
-            hinge = np.cross(wrist - elbow, elbow - pos[arm])
-            world[arm] = _frames(elbow - pos[arm], hinge, _OFF[fore])
-            world[fore] = _frames(wrist - elbow, hinge, _OFF[hand])
-            world[hand] = _frames(meta, hinge, _OFF[f"{hand}Site"])
-            pos[fore], pos[hand] = elbow, wrist
+            world.update(_front_leg(side_name, paws[:, leg], flex, body, pose, spine1, world["Spine1"]))
         else:
-            up_leg, knee_name, foot = f"{side_name}UpLeg", f"{side_name}Leg", f"{side_name}Foot"
-            pos[up_leg] = hips + world["Hips"] @ _OFF[up_leg]
-            l1, l2, r = _LEN[knee_name], _LEN[foot], _LEN[f"{foot}Site"]
-            pref = level_dir(np.radians(pose["hind_meta"]) - np.radians(45.0) * flex, zeros)
-            meta = _reachable_segment(paw, pos[up_leg], pref, r, (_FOLD * (l1 + l2), _REACH * (l1 + l2)))
-            hock = paw - r * meta
-            pole = fwd0 + pose["knee_up"][:, None] * _UP + side * pose["knee_out"][:, None] * left0
-            knee, hock = _two_bone_ik(pos[up_leg], hock, l1, l2, pole)
-            # Local +Z of the leg bones is the stifle's hinge axis (the dog's left in a standing pose).
-            hinge = np.cross(knee - pos[up_leg], hock - knee)
-            world[up_leg] = _frames(knee - pos[up_leg], hinge, _OFF[knee_name])
-            world[knee_name] = _frames(hock - knee, hinge, _OFF[foot])
-            world[foot] = _frames(meta, hinge, _OFF[f"{foot}Site"])
-            pos[knee_name], pos[foot] = knee, hock
+            side = 1.0 if leg % 2 == 0 else -1.0
+            world.update(_hind_leg(side_name, side, paws[:, leg], flex, body, pose, world["Hips"]))
+    return world
 
-    # ---- local rotations ----------------------------------------------------------------------
+
+def _local_transforms(world: dict[str, np.ndarray], hips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, J, 4)`` local quaternions and ``(T, J, 3)`` local translations of :data:`_SK` from world frames."""
     sk = _SK
     j = sk.num_points
+    t = len(hips)
     world_all = np.empty((t, j, 3, 3))
     for k, n in enumerate(sk.names):
         world_all[:, k] = world[n] if n in world else world_all[:, sk.parents[k]]
@@ -940,18 +1055,39 @@ def _generate(plan: Sequence[Segment], fps: float, rng: np.random.Generator, nam
     quats[:, sk.is_end_site] = np.array([0.0, 0.0, 0.0, 1.0])
     translations = np.broadcast_to(sk.offsets, (t, j, 3)).copy()
     translations[:, 0] = hips
+    return quats, translations
 
-    crop = slice(pad, pad + num_frames)
-    activity = tl.activity[crop].copy()
+
+def _labels(planned: np.ndarray, jumping: np.ndarray, speed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(activities, styles)`` per frame: the planned activity, and its style following the motion."""
+    activity = planned.copy()
     # A jump segment stands before the crouch and after the landing.
-    activity[(activity == ACTIVITIES.index("jump")) & ~jump["jumping"][crop]] = ACTIVITIES.index("idle")
+    activity[(activity == ACTIVITIES.index("jump")) & ~jumping] = ACTIVITIES.index("idle")
     styles = np.array([ACTIVITY_STYLE[a] for a in ACTIVITIES], dtype=np.int64)[activity]
     # Idle and Move follow the motion: starting and stopping ramps straddle segment boundaries.
-    moving = speed[crop] > _MOVE_STYLE_SPEED
+    moving = speed > _MOVE_STYLE_SPEED
     styles[(styles == ACTIVITY_STYLE["idle"]) & moving] = ACTIVITY_STYLE["walk"]
     styles[(styles == ACTIVITY_STYLE["walk"]) & ~moving] = ACTIVITY_STYLE["idle"]
-    motion = Motion(name=name, skeleton=sk, local_rotations=np.ascontiguousarray(quats[crop]),
-                    local_translations=np.ascontiguousarray(translations[crop]), frame_time=dt)
+    return activity, styles
+
+
+def _generate(plan: Sequence[Segment], fps: float, rng: np.random.Generator, name: str) -> SyntheticClip:
+    """Generate a clip from a plan whose frames sum to the clip length (see module docstring)."""
+    num_frames = sum(_frames_of(s, fps) for s in plan)
+    pad = int(round(_PAD_S * fps))
+    # Each step draws from rng in turn, so their order fixes the clips of a seed.
+    tl = _timeline(_padded_plan(plan, pad, fps), fps, rng)
+    tg = _smoothed_targets(tl, fps, rng)
+    path = _heading_and_path(tl, tg, fps, pad, rng)
+    phase, locomotion, contacts = _gait_contacts(tl, tg, path.yaw_rate, fps, rng)
+    sec = _secondary_motion(tg, path.yaw_rate, fps, rng)
+    body = _body(tg, path, phase, sec)
+    paws, swing_s = _paws(tg, path, contacts, locomotion)
+    quats, translations = _local_transforms(_world_frames(body, tg.pose, sec, paws, swing_s), body.hips)
+    crop = slice(pad, pad + num_frames)
+    activity, styles = _labels(tl.activity[crop], tg.jump.jumping[crop], tg.speed[crop])
+    motion = Motion(name=name, skeleton=_SK, local_rotations=np.ascontiguousarray(quats[crop]),
+                    local_translations=np.ascontiguousarray(translations[crop]), frame_time=1.0 / fps)
     return SyntheticClip(motion=motion, styles=styles, contacts=np.ascontiguousarray(contacts[crop]),
                          activities=activity, plan=tuple(plan))
 
