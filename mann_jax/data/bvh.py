@@ -30,6 +30,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -319,13 +320,33 @@ def parse_bvh(text: str, *, path: str | os.PathLike | None = None, scale: float 
       MotionDataError: naming the file (and line) for any malformed content.
     """
     _check_scale(scale)
+    lines = _text_lines(text, path)
+    tokens, motion_index = _hierarchy_tokens(lines, path)
+    nodes = _HierarchyParser(tokens, path, motion_index + 1).parse()
+    num_channels = _assign_columns(nodes, path)
+    header = _motion_header(lines, motion_index, path)
+    frame_lines, first_line = _frame_lines(lines, header, path)
+    values = _read_frames(frame_lines, first_line, num_channels, path)
+
+    offsets = np.array([node.offset for node in nodes], dtype=np.float64) * scale
+    if name is None:
+        name = Path(path).stem if path is not None else "motion"
+    return Motion(name=name, skeleton=_skeleton(nodes, offsets), local_rotations=_local_rotations(nodes, values),
+                  local_translations=_local_translations(nodes, values, offsets, scale),
+                  frame_time=header.frame_time, frame_line=first_line)
+
+
+def _text_lines(text: str, path: str | os.PathLike | None) -> list[str]:
+    """The lines of ``text`` without a byte-order mark; raises if the text is blank."""
     if text.startswith("\ufeff"):
         text = text[1:]
     if not text.strip():
         raise MotionDataError(path, "file is empty")
-    lines = text.splitlines()
+    return text.splitlines()
 
-    # Hierarchy tokens up to the MOTION line.
+
+def _hierarchy_tokens(lines: list[str], path: str | os.PathLike | None) -> tuple[list[tuple[str, int]], int]:
+    """The ``(token, line)`` pairs between HIERARCHY and MOTION, and the 0-based index of the MOTION line."""
     tokens: list[tuple[str, int]] = []
     motion_index = None
     for index, line in enumerate(lines):
@@ -348,103 +369,147 @@ def parse_bvh(text: str, *, path: str | os.PathLike | None = None, scale: float 
         raise MotionDataError(path, "no HIERARCHY section before MOTION", line=motion_index + 1)
     if len(tokens) > 1 and tokens[1][1] == tokens[0][1]:
         raise MotionDataError(path, f"unexpected {tokens[1][0]!r} after HIERARCHY", line=tokens[1][1])
-    nodes = _HierarchyParser(tokens[1:], path, motion_index + 1).parse()
+    return tokens[1:], motion_index
 
-    # Channel layout.
+
+def _assign_columns(nodes: list[_Node], path: str | os.PathLike | None) -> int:
+    """The number of frame columns, after setting each node's first column (file order)."""
     column = 0
     for node in nodes:
         node.first_column = column
         column += len(node.channels or ())
-    num_channels = column
-    if num_channels == 0:
+    if column == 0:
         raise MotionDataError(path, "the hierarchy declares no channels", line=nodes[0].line)
+    return column
 
-    # Frames: and Frame Time:.
-    cursor = motion_index + 1
 
-    def header_line(pattern: re.Pattern[str], label: str) -> tuple[str, int]:
-        nonlocal cursor
-        while cursor < len(lines) and not lines[cursor].strip():
-            cursor += 1
-        if cursor >= len(lines):
-            raise MotionDataError(path, f"missing '{label}' after MOTION (file ends at line {len(lines)})",
-                                  line=len(lines))
-        match = pattern.fullmatch(lines[cursor].strip())
-        if match is None:
-            raise MotionDataError(path, f"expected '{label} <value>', found {lines[cursor].strip()!r}",
-                                  line=cursor + 1)
+class _MotionHeader(NamedTuple):
+    """The values of the ``Frames:`` and ``Frame Time:`` lines after MOTION."""
+
+    num_frames: int
+    frames_line: int  # 1-based
+    frame_time: float
+    end: int  # 0-based index of the line after ``Frame Time:``
+
+
+def _motion_header(lines: list[str], motion_index: int, path: str | os.PathLike | None) -> _MotionHeader:
+    """The MOTION header: the frame count and the frame time, each checked before the next line is read."""
+    value, frames_line = _header_value(lines, motion_index + 1, _FRAMES_RE, "Frames:", path)
+    num_frames = _frame_count(value, frames_line, path)
+    value, time_line = _header_value(lines, frames_line, _FRAME_TIME_RE, "Frame Time:", path)
+    frame_time = _frame_time(value, time_line, path)
+    return _MotionHeader(num_frames, frames_line, frame_time, end=time_line)
+
+
+def _header_value(lines: list[str], start: int, pattern: re.Pattern[str], label: str,
+                  path: str | os.PathLike | None) -> tuple[str, int]:
+    """The value of the first non-blank line from ``lines[start]`` on, which must be ``label``, and its 1-based line."""
+    cursor = start
+    while cursor < len(lines) and not lines[cursor].strip():
         cursor += 1
-        return match.group(1).strip(), cursor
+    if cursor >= len(lines):
+        raise MotionDataError(path, f"missing '{label}' after MOTION (file ends at line {len(lines)})",
+                              line=len(lines))
+    match = pattern.fullmatch(lines[cursor].strip())
+    if match is None:
+        raise MotionDataError(path, f"expected '{label} <value>', found {lines[cursor].strip()!r}",
+                              line=cursor + 1)
+    return match.group(1).strip(), cursor + 1
 
-    value, frames_line = header_line(_FRAMES_RE, "Frames:")
+
+def _frame_count(value: str, line: int, path: str | os.PathLike | None) -> int:
+    """The ``Frames:`` value as a positive whole number."""
     try:
         num_frames = int(value)
     except ValueError:
-        raise MotionDataError(path, f"'Frames:' must be a whole number, found {value!r}",
-                              line=frames_line) from None
+        raise MotionDataError(path, f"'Frames:' must be a whole number, found {value!r}", line=line) from None
     if num_frames < 0:
-        raise MotionDataError(path, f"'Frames:' must not be negative, found {num_frames}", line=frames_line)
+        raise MotionDataError(path, f"'Frames:' must not be negative, found {num_frames}", line=line)
     if num_frames == 0:
-        raise MotionDataError(path, "the clip has zero frames ('Frames: 0')", line=frames_line)
-    value, time_line = header_line(_FRAME_TIME_RE, "Frame Time:")
+        raise MotionDataError(path, "the clip has zero frames ('Frames: 0')", line=line)
+    return num_frames
+
+
+def _frame_time(value: str, line: int, path: str | os.PathLike | None) -> float:
+    """The ``Frame Time:`` value as a positive, finite number of seconds."""
     try:
         frame_time = float(value)
     except ValueError:
-        raise MotionDataError(path, f"'Frame Time:' must be a number, found {value!r}",
-                              line=time_line) from None
+        raise MotionDataError(path, f"'Frame Time:' must be a number, found {value!r}", line=line) from None
     if not np.isfinite(frame_time) or frame_time <= 0:
         raise MotionDataError(path, f"'Frame Time:' must be a positive number of seconds, found {value!r}",
-                              line=time_line)
+                              line=line)
+    return frame_time
 
-    # Frame lines: trailing blank lines are fine, anything else must be one frame per line.
+
+def _frame_lines(lines: list[str], header: _MotionHeader,
+                 path: str | os.PathLike | None) -> tuple[list[str], int]:
+    """The frame lines after the MOTION header and the 1-based line of the first; one per frame."""
+    # Trailing blank lines are fine, anything else must be one frame per line.
     end = len(lines)
-    while end > cursor and not lines[end - 1].strip():
+    while end > header.end and not lines[end - 1].strip():
         end -= 1
-    frame_lines = lines[cursor:end]
-    first_line = cursor + 1
+    frame_lines = lines[header.end:end]
+    first_line = header.end + 1
+    num_frames = header.num_frames
     if len(frame_lines) < num_frames:
         raise MotionDataError(path, f"file is truncated: 'Frames: {num_frames}' but only {len(frame_lines)} "
-                              f"frame lines follow", line=frames_line)
+                              f"frame lines follow", line=header.frames_line)
     if len(frame_lines) > num_frames:
         raise MotionDataError(path, f"more frame lines than 'Frames: {num_frames}' says "
                               f"({len(frame_lines)} lines); first extra line here",
                               line=first_line + num_frames)
-    values = _read_frames(frame_lines, first_line, num_channels, path)
+    return frame_lines, first_line
 
-    # Local transforms.
-    num_points = len(nodes)
-    offsets = np.array([node.offset for node in nodes], dtype=np.float64) * scale
-    translations = np.repeat(offsets[None], num_frames, axis=0)
-    rotations = np.zeros((num_frames, num_points, 4))
-    rotations[..., 3] = 1.0
+
+def _local_translations(nodes: list[_Node], values: np.ndarray, offsets: np.ndarray,
+                        scale: float) -> np.ndarray:
+    """The ``(T, J, 3)`` local translations: the offsets, with each position channel replacing its component."""
+    translations = np.repeat(offsets[None], values.shape[0], axis=0)
+    for j, node in enumerate(nodes):
+        for c, (kind, axis) in enumerate(node.channels or ()):
+            if kind == "position":
+                translations[:, j, axis] = values[:, node.first_column + c] * scale
+    return translations
+
+
+def _rotation_groups(nodes: list[_Node]) -> dict[str, tuple[list[int], list[list[int]]]]:
+    """The joints with rotation channels, grouped by axis order: ``order -> (joints, their columns)``."""
+    # Grouping lets one vectorised conversion handle every joint that shares an order.
     groups: dict[str, tuple[list[int], list[list[int]]]] = {}
     for j, node in enumerate(nodes):
         order, columns = "", []
         for c, (kind, axis) in enumerate(node.channels or ()):
-            if kind == "position":
-                translations[:, j, axis] = values[:, node.first_column + c] * scale
-            else:
+            if kind == "rotation":
                 order += _AXIS_LETTERS[axis]
                 columns.append(node.first_column + c)
         if order:
             joints, cols = groups.setdefault(order, ([], []))
             joints.append(j)
             cols.append(columns)
-    for order, (joints, cols) in groups.items():
+    return groups
+
+
+def _local_rotations(nodes: list[_Node], values: np.ndarray) -> np.ndarray:
+    """The ``(T, J, 4)`` local quaternions from the rotation channels; the identity for points without any."""
+    num_frames = values.shape[0]
+    rotations = np.zeros((num_frames, len(nodes), 4))
+    rotations[..., 3] = 1.0
+    for order, (joints, cols) in _rotation_groups(nodes).items():
         angles = values[:, np.array(cols)]  # (T, n, k)
         quats = _euler_to_quat(order, angles.reshape(-1, len(order)))
         rotations[:, joints] = quats.reshape(num_frames, len(joints), 4)
+    return rotations
 
-    skeleton = Skeleton(
+
+def _skeleton(nodes: list[_Node], offsets: np.ndarray) -> Skeleton:
+    """The skeleton of the parsed hierarchy, with ``offsets`` already scaled to metres."""
+    return Skeleton(
         names=tuple(node.name for node in nodes),
         parents=np.array([node.parent for node in nodes], dtype=np.int64),
         offsets=offsets,
         is_end_site=np.array([node.is_end_site for node in nodes], dtype=bool),
     )
-    if name is None:
-        name = Path(path).stem if path is not None else "motion"
-    return Motion(name=name, skeleton=skeleton, local_rotations=rotations,
-                  local_translations=translations, frame_time=frame_time, frame_line=first_line)
 
 
 def load_bvh(path: str | os.PathLike, *, scale: float = 0.01) -> Motion:
@@ -464,6 +529,7 @@ def load_bvh(path: str | os.PathLike, *, scale: float = 0.01) -> Motion:
 
 
 def _children(skeleton: Skeleton) -> list[list[int]]:
+    """The children of each point, in point order."""
     children: list[list[int]] = [[] for _ in range(skeleton.num_points)]
     for j, p in enumerate(skeleton.parents):
         if p >= 0:
@@ -489,6 +555,20 @@ def format_bvh(motion: Motion, *, scale: float = 0.01) -> str:
         Site, an End Site without a parent, or End Site translations that differ from the offset).
     """
     _check_scale(scale)
+    children, moving = _writable_layout(motion)
+    writer = _HierarchyWriter(motion, _write_angles(motion), children, moving, scale)
+    if motion.skeleton.is_end_site[0]:
+        raise ValueError("the root cannot be an End Site")
+    writer.write(0, 0)
+    if writer.visited != list(range(motion.skeleton.num_points)):
+        raise ValueError("the skeleton is not in depth-first order; BVH would reorder its points")
+    num_frames = motion.local_rotations.shape[0]
+    header = [*writer.lines, "MOTION", f"Frames: {num_frames}", f"Frame Time: {float(motion.frame_time)!r}"]
+    return "\n".join(header) + "\n" + _frame_rows(writer.columns) + "\n"
+
+
+def _writable_layout(motion: Motion) -> tuple[list[list[int]], np.ndarray]:
+    """The children of each point and which points move off their offset; raises if BVH cannot store them."""
     skeleton = motion.skeleton
     num_frames, num_points = motion.local_rotations.shape[:2]
     if num_points != skeleton.num_points or motion.local_translations.shape != (num_frames, num_points, 3):
@@ -501,50 +581,68 @@ def format_bvh(motion: Motion, *, scale: float = 0.01) -> str:
         if moving[j]:
             raise ValueError(f"End Site {skeleton.names[j]!r} has translations that differ from its offset; "
                              "BVH cannot store them")
+    return children, moving
 
-    euler = Rotation.from_quat(motion.local_rotations.reshape(-1, 4))
+
+def _write_angles(motion: Motion) -> np.ndarray:
+    """The ``(T, J, 3)`` Euler angles in degrees, in the written channel order, of the local rotations."""
+    num_frames, num_points = motion.local_rotations.shape[:2]
+    rotations = Rotation.from_quat(motion.local_rotations.reshape(-1, 4))
+    # Near gimbal lock any of the equivalent angle triples is a correct answer.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Gg]imbal lock.*")
-        euler = euler.as_euler(_WRITE_ORDER, degrees=True).reshape(num_frames, num_points, 3)
+        return rotations.as_euler(_WRITE_ORDER, degrees=True).reshape(num_frames, num_points, 3)
 
-    header: list[str] = ["HIERARCHY"]
-    columns: list[np.ndarray] = []
-    visited: list[int] = []
 
-    def fmt3(v: np.ndarray) -> str:
-        return " ".join(_VALUE_FORMAT % x for x in v)
+def _format_values(values: np.ndarray) -> str:
+    """The values as one space-separated string in the written number format."""
+    return " ".join(_VALUE_FORMAT % x for x in values)
 
-    def write(j: int, depth: int) -> None:
-        visited.append(j)
-        pad = "  " * depth
-        if skeleton.is_end_site[j]:
-            header.extend([f"{pad}End Site", f"{pad}{{", f"{pad}  OFFSET {fmt3(skeleton.offsets[j] / scale)}",
-                           f"{pad}}}"])
-            return
-        header.append(f"{pad}{'ROOT' if j == 0 else 'JOINT'} {skeleton.names[j]}")
-        header.append(f"{pad}{{")
-        header.append(f"{pad}  OFFSET {fmt3(skeleton.offsets[j] / scale)}")
-        if j == 0 or moving[j]:
-            header.append(f"{pad}  CHANNELS 6 {' '.join(_WRITE_ROOT_CHANNELS)}")
-            columns.append(motion.local_translations[:, j] / scale)
-        else:
-            header.append(f"{pad}  CHANNELS 3 {' '.join(_WRITE_JOINT_CHANNELS)}")
-        columns.append(euler[:, j])
-        for child in children[j]:
-            write(child, depth + 1)
-        header.append(f"{pad}}}")
 
-    if skeleton.is_end_site[0]:
-        raise ValueError("the root cannot be an End Site")
-    write(0, 0)
-    if visited != list(range(num_points)):
-        raise ValueError("the skeleton is not in depth-first order; BVH would reorder its points")
-
+def _frame_rows(columns: list[np.ndarray]) -> str:
+    """The frame block: one line per frame of the channel columns side by side."""
     values = np.concatenate(columns, axis=1)
     row_format = " ".join([_VALUE_FORMAT] * values.shape[1])
-    body = "\n".join(row_format % tuple(row) for row in values.tolist())
-    header.extend(["MOTION", f"Frames: {num_frames}", f"Frame Time: {float(motion.frame_time)!r}"])
-    return "\n".join(header) + "\n" + body + "\n"
+    return "\n".join(row_format % tuple(row) for row in values.tolist())
+
+
+@dataclasses.dataclass
+class _HierarchyWriter:
+    """Writes the HIERARCHY lines depth-first, collecting each joint's frame columns in the same order."""
+
+    motion: Motion
+    angles: np.ndarray  # (T, J, 3) in _WRITE_ORDER
+    children: list[list[int]]
+    moving: np.ndarray  # (J,) bool: needs position channels
+    scale: float
+    lines: list[str] = dataclasses.field(default_factory=lambda: ["HIERARCHY"])
+    columns: list[np.ndarray] = dataclasses.field(default_factory=list)
+    visited: list[int] = dataclasses.field(default_factory=list)
+
+    def write(self, j: int, depth: int) -> None:
+        """Appends the lines of point ``j`` and its subtree, depth-first."""
+        self.visited.append(j)
+        skeleton = self.motion.skeleton
+        pad = "  " * depth
+        offset = f"{pad}  OFFSET {_format_values(skeleton.offsets[j] / self.scale)}"
+        if skeleton.is_end_site[j]:
+            self.lines.extend([f"{pad}End Site", f"{pad}{{", offset, f"{pad}}}"])
+            return
+        self.lines.extend([f"{pad}{'ROOT' if j == 0 else 'JOINT'} {skeleton.names[j]}", f"{pad}{{", offset,
+                           f"{pad}  {self.channels(j)}"])
+        for child in self.children[j]:
+            self.write(child, depth + 1)
+        self.lines.append(f"{pad}}}")
+
+    def channels(self, j: int) -> str:
+        """The CHANNELS declaration of joint ``j``, after adding its frame columns."""
+        if j == 0 or self.moving[j]:
+            self.columns.append(self.motion.local_translations[:, j] / self.scale)
+            channels = f"CHANNELS 6 {' '.join(_WRITE_ROOT_CHANNELS)}"
+        else:
+            channels = f"CHANNELS 3 {' '.join(_WRITE_JOINT_CHANNELS)}"
+        self.columns.append(self.angles[:, j])
+        return channels
 
 
 def save_bvh(motion: Motion, path: str | os.PathLike, *, scale: float = 0.01) -> None:
