@@ -16,7 +16,7 @@ Conventions (shared with :mod:`mann_jax.data.skeleton`):
   applies, the 1-based line.
 
 The frame block is parsed in one ``numpy.loadtxt`` call and Euler angles are converted for all
-frames and joints at once: the 40 dog clips (90k frames, 51 MB) parse in under a second.
+frames and joints at once, not value by value (the dataset build's time: docs/benchmarks.md).
 """
 
 # Written by hand because no maintained, numpy-vectorised BVH reader with clear errors exists on
