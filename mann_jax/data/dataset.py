@@ -40,14 +40,14 @@ from tqdm.auto import tqdm
 
 from mann_jax.config_errors import ConfigError
 from mann_jax.data import layout
-from mann_jax.data.checks import FEATURE_FPS, limits_from, prepare_clip, source_frames
+from mann_jax.data.checks import FEATURE_FPS, PreparedClip, limits_from, prepare_clip, source_frames
 from mann_jax.data.contacts import detect_contacts, estimate_support_height
 from mann_jax.data.errors import MotionDataError
 from mann_jax.data.features import MIN_CLIP_FRAMES, clip_features
 from mann_jax.data.normalisation import Normalisation
-from mann_jax.data.skeleton import Motion, forward_kinematics, mirror_pose
+from mann_jax.data.skeleton import Motion, Pose, forward_kinematics, mirror_pose
 from mann_jax.data.styles import StyleRules, apply_label_file, label_frames, majority_smooth, soft_styles
-from mann_jax.data.trajectory import compute_root
+from mann_jax.data.trajectory import Root, compute_root
 
 log = logging.getLogger(__name__)
 
@@ -190,61 +190,81 @@ def clip_rows(
       source: the file the clip came from, for error messages.
     """
     where = source if source is not None else motion.name
-    prepared = prepare_clip(motion, config, source=where)
+    prepared = _prepared_clip(motion, config, where)
     motion = prepared.motion
-    if motion.num_frames < MIN_CLIP_FRAMES:
-        resampled = "" if prepared.source_fps is None else (
-            f" at {FEATURE_FPS:g} fps (resampled from {prepared.original.num_frames} at {prepared.source_fps:.4g} fps)")
-        raise MotionDataError(where, f"clip has {motion.num_frames} frames{resampled}; the trajectory window needs "
-                                     f"at least {MIN_CLIP_FRAMES}")
     recorded = None if prepared.source_fps is None else source_frames(prepared.original, motion.num_frames)
     if labels is not None and recorded is not None:
         labels = np.asarray(labels)[recorded]
-    fps = motion.fps
-    floor = float(config.floor_height)
     pose = prepared.pose if prepared.pose is not None else forward_kinematics(motion)
-    skeleton = motion.skeleton
-    smoothing = int(config.root_smoothing_frames)
-    root = compute_root(pose, skeleton, fps=fps, floor_height=floor, smoothing_frames=smoothing)
+    root = compute_root(pose, motion.skeleton, fps=motion.fps, floor_height=float(config.floor_height),
+                        smoothing_frames=int(config.root_smoothing_frames))
     rules = style_rules_from(config)
     if labels is None:
-        support: float | np.ndarray = floor
-        if config.support_window_seconds > 0:
-            support = estimate_support_height(
-                pose.positions, skeleton, fps=fps, window_seconds=float(config.support_window_seconds))
-        contacts = detect_contacts(
-            pose.positions, skeleton, fps=fps, floor_height=support,
-            max_height=float(config.contact_max_height), max_speed=float(config.contact_max_speed))
-        labels = label_frames(pose, skeleton, speeds=root.speeds, contacts=contacts, floor_height=support, rules=rules)
-        labels = majority_smooth(labels, rules.majority_frames)
-    if label_file is not None and recorded is None:
-        labels = apply_label_file(labels, label_file)
-    elif label_file is not None:  # its ranges count recorded frames: apply them there, then carry them over
-        given = apply_label_file(np.full(prepared.original.num_frames, -1, dtype=np.int64), label_file)[recorded]
-        labels = np.where(given >= 0, given, labels).astype(labels.dtype)
+        labels = _derived_labels(pose, motion, root, config, rules)
+    if label_file is not None:
+        labels = _with_label_file(labels, label_file, prepared, recorded)
     styles = soft_styles(labels, rules.blend_sigma_frames)
-    feats = clip_features(pose, skeleton, root, styles, fps=fps)
-    inputs, outputs, frames = [feats.inputs], [feats.outputs], [feats.frames]
-    mirrored = [np.zeros(len(feats.frames), bool)]
-    if config.mirror:
-        mirrored_pose = mirror_pose(pose, skeleton)
-        mirrored_root = compute_root(mirrored_pose, skeleton, fps=fps, floor_height=floor, smoothing_frames=smoothing)
-        m = clip_features(mirrored_pose, skeleton, mirrored_root, styles, fps=fps, mirrored=True)
-        inputs.append(m.inputs)
-        outputs.append(m.outputs)
-        frames.append(m.frames)
-        mirrored.append(np.ones(len(m.frames), bool))
-    all_frames = np.concatenate(frames)
+    inputs, outputs, frames, mirrored = _features(pose, motion, root, styles, config)
     return ClipRows(
         name=motion.name,
         num_frames=motion.num_frames,
-        inputs=np.concatenate(inputs),
-        outputs=np.concatenate(outputs),
-        frames=all_frames,
-        mirrored=np.concatenate(mirrored),
-        styles=labels[all_frames].astype(np.int8),
+        inputs=inputs,
+        outputs=outputs,
+        frames=frames,
+        mirrored=mirrored,
+        styles=labels[frames].astype(np.int8),
         source_fps=prepared.source_fps,
     )
+
+
+def _prepared_clip(motion: Motion, config: ml_collections.ConfigDict, where: str | os.PathLike) -> PreparedClip:
+    """The clip checked and at 60 fps (:func:`mann_jax.data.checks.prepare_clip`), long enough for the window."""
+    prepared = prepare_clip(motion, config, source=where)
+    if prepared.motion.num_frames < MIN_CLIP_FRAMES:
+        resampled = "" if prepared.source_fps is None else (
+            f" at {FEATURE_FPS:g} fps (resampled from {prepared.original.num_frames} at {prepared.source_fps:.4g} fps)")
+        raise MotionDataError(where, f"clip has {prepared.motion.num_frames} frames{resampled}; the trajectory window "
+                                     f"needs at least {MIN_CLIP_FRAMES}")
+    return prepared
+
+
+def _derived_labels(pose: Pose, motion: Motion, root: Root, config: ml_collections.ConfigDict,
+                    rules: StyleRules) -> np.ndarray:
+    """Style labels derived from the motion: contacts above the support, speeds, posture; majority-smoothed."""
+    support: float | np.ndarray = float(config.floor_height)
+    if config.support_window_seconds > 0:
+        support = estimate_support_height(pose.positions, motion.skeleton, fps=motion.fps,
+                                          window_seconds=float(config.support_window_seconds))
+    contacts = detect_contacts(pose.positions, motion.skeleton, fps=motion.fps, floor_height=support,
+                               max_height=float(config.contact_max_height), max_speed=float(config.contact_max_speed))
+    labels = label_frames(pose, motion.skeleton, speeds=root.speeds, contacts=contacts, floor_height=support,
+                          rules=rules)
+    return majority_smooth(labels, rules.majority_frames)
+
+
+def _with_label_file(labels: np.ndarray, label_file: str | os.PathLike, prepared: PreparedClip,
+                     recorded: np.ndarray | None) -> np.ndarray:
+    """``labels`` overridden on the label file's ranges (which count the clip's recorded frames)."""
+    if recorded is None:
+        return apply_label_file(labels, label_file)
+    given = apply_label_file(np.full(prepared.original.num_frames, -1, dtype=np.int64), label_file)[recorded]
+    return np.where(given >= 0, given, labels).astype(labels.dtype)
+
+
+def _features(pose: Pose, motion: Motion, root: Root, styles: np.ndarray,
+              config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs, outputs, frame indices and mirrored flags of the clip's rows, then its mirror's (``config.mirror``)."""
+    feats = clip_features(pose, motion.skeleton, root, styles, fps=motion.fps)
+    parts = [(feats.inputs, feats.outputs, feats.frames, np.zeros(len(feats.frames), bool))]
+    if config.mirror:
+        mirrored_pose = mirror_pose(pose, motion.skeleton)
+        mirrored_root = compute_root(mirrored_pose, motion.skeleton, fps=motion.fps,
+                                     floor_height=float(config.floor_height),
+                                     smoothing_frames=int(config.root_smoothing_frames))
+        m = clip_features(mirrored_pose, motion.skeleton, mirrored_root, styles, fps=motion.fps, mirrored=True)
+        parts.append((m.inputs, m.outputs, m.frames, np.ones(len(m.frames), bool)))
+    inputs, outputs, frames, mirrored = (np.concatenate(column) for column in zip(*parts))
+    return inputs, outputs, frames, mirrored
 
 
 def assign_splits(names: Sequence[str], *, val_fraction: float, test_fraction: float, seed: int) -> list[str]:
