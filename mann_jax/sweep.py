@@ -77,7 +77,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -718,20 +718,16 @@ def table_row(name: str, level: float, seed: int, params: Any, masks: Any, train
     }
 
 
-def recorded_train_losses(workdir: Path, names: Sequence[str], step: int) -> list[float]:
-    """Each model's ``train_loss`` in the ``results.json`` this sweep wrote at ``step``; NaN where it has none.
+def recorded_train_losses(saved_meta: Mapping[str, Any], n_models: int) -> list[float]:
+    """Each model's last logging-window loss as the checkpoint recorded it; NaN where it records none.
 
-    A sweep resumed after it finished runs no step, so it has no logging window of its own: it keeps
-    the recorded loss (dropout on) rather than report one measured another way under the same name.
+    A sweep resumed after it finished runs no step, so it has no window of its own: it keeps the
+    recorded loss (dropout on) rather than report one measured another way under the same name.
     """
-    try:
-        saved = json.loads((workdir / "results.json").read_text())
-    except (OSError, ValueError):
-        saved = None
-    if not isinstance(saved, dict) or saved.get("steps") != step or not isinstance(saved.get("rows"), list):
-        return [math.nan] * len(names)
-    recorded = {r.get("name"): r.get("train_loss") for r in saved["rows"] if isinstance(r, dict)}
-    return [float(v) if isinstance(v, (int, float)) else math.nan for v in (recorded.get(n) for n in names)]
+    recorded = saved_meta.get("train_losses") if saved_meta else None
+    if not isinstance(recorded, list) or len(recorded) != n_models:
+        return [math.nan] * n_models
+    return [float(v) if isinstance(v, (int, float)) else math.nan for v in recorded]
 
 
 def write_table(rows: Sequence[dict[str, Any]], workdir: Path, extra: dict[str, Any]) -> None:
@@ -902,7 +898,7 @@ def run_sweep(
     earlier_train_seconds = float(earlier) if isinstance(earlier, (int, float)) else None
 
     def meta_at(step: int) -> dict[str, Any]:
-        return {**run.meta_at(step), "strategy": strategy,
+        return {**run.meta_at(step), "strategy": strategy, "train_losses": log.train_losses,
                 "train_seconds": None if earlier_train_seconds is None
                 else earlier_train_seconds + time.perf_counter() - run_start,
                 "models": [{"name": n, "level": lv, "seed": s}
@@ -1008,6 +1004,7 @@ class _SweepLog:
                                               last_step=data.total_steps)
         self.val_losses = np.full(plan.n_models, np.nan)
         self.val_step = -1  # the step val_losses are of
+        self.train_losses: list[float] | None = None  # the last logging window's, one per model
         self._gating_rows = data.gating_rows()
         # Jitted once each by the runner (keyed by the function object).
         self._pruned_entries = lambda state: pruning.pruned_entries(select_masks(state))
@@ -1017,6 +1014,7 @@ class _SweepLog:
         return self.plan.names if self.writers else ()
 
     def on_log(self, done: int, step: int, loss: np.ndarray, rate: float, state: Any) -> dict[str, str]:
+        self.train_losses = [float(v) for v in loss]
         pruned, entries = self.runner.per_model(state, self._pruned_entries)
         actual = pruned / np.maximum(entries, 1).astype(np.float64)
         scheduled = float(self.run.schedule(step))
@@ -1061,8 +1059,8 @@ def _finish_sweep(run: Run, plan: SweepPlan, runner: Runner, log: _SweepLog, fin
     val_losses = log.val_losses
     if len(data.x_val) and log.val_step != done:
         val_losses = log.evaluate(params, data.x_val, data.y_val)
-    if last_loss is None:  # no step ran in this call: keep the losses the finished sweep recorded
-        last_loss = recorded_train_losses(run.workdir, plan.names, done)
+    if last_loss is None:  # no step ran in this call: keep the losses the checkpoint recorded
+        last_loss = recorded_train_losses(run.saved_meta, plan.n_models)
     rows = [table_row(name, plan.model_levels[i], plan.model_seeds[i], unstack(params, i), unstack(masks, i),
                       float(last_loss[i]), float(val_losses[i])) for i, name in enumerate(plan.names)]
     result = SweepResult(plan=plan, rows=rows, state=final, strategy=strategy, n_devices=len(runner.devices),

@@ -130,7 +130,7 @@ def _same_number(a: Any, b: Any) -> bool:
 def reused_rows(previous: Mapping[str, Any] | None, key: str, models: TrainedModels) -> list[dict[str, Any]] | None:
     """The rows of ``models`` in ``previous[key]`` (its last ``len(models.rows)`` rows) when each is the same
     model (name, level, seed, non-zeros, the sweep's validation loss) with every metric measured; None
-    otherwise. (Not the training loss: a finished sweep resumed without its results.json no longer knows it.)"""
+    otherwise. (Not the training loss: a sweep resumed from a checkpoint that predates its record has none.)"""
     old = previous.get(key) if previous else None
     n = len(models.rows)
     if not isinstance(old, list) or len(old) < n or n == 0:
