@@ -903,10 +903,14 @@ class _Body(NamedTuple):
 
     fwd: np.ndarray
     up: np.ndarray
-    left: np.ndarray
     fwd0: np.ndarray
     left0: np.ndarray
     hips: np.ndarray
+
+    @property
+    def left(self) -> np.ndarray:
+        """The body's left axis: the pitch turns about it, so it stays level (``left0``)."""
+        return self.left0
 
     def body_dir(self, pitch_rel: np.ndarray | float, yaw_rel: np.ndarray | float) -> np.ndarray:
         """``(T, 3)`` directions pitched and turned relative to the body's forward axis."""
@@ -929,7 +933,7 @@ def _body(tg: _Targets, path: _Path, phase: np.ndarray, sec: _Secondary) -> _Bod
     height = (pose["height"] + tg.bob2 * np.cos(4 * np.pi * phase) + bob1 * np.cos(2 * np.pi * phase)
               + 0.002 * sec.breath + jump.dh)
     hips = path.points + pose["shift"][:, None] * fwd0 + height[:, None] * _UP
-    return _Body(fwd, up, path.left0, fwd0, path.left0, hips)
+    return _Body(fwd, up, fwd0, path.left0, hips)
 
 
 def _trunk_frames(body: _Body, pose: dict[str, np.ndarray],
