@@ -196,8 +196,7 @@ def clip_rows(
     if labels is not None and recorded is not None:
         labels = np.asarray(labels)[recorded]
     pose = prepared.pose if prepared.pose is not None else forward_kinematics(motion)
-    root = compute_root(pose, motion.skeleton, fps=motion.fps, floor_height=float(config.floor_height),
-                        smoothing_frames=int(config.root_smoothing_frames))
+    root = _root(pose, motion, config)
     rules = style_rules_from(config)
     if labels is None:
         labels = _derived_labels(pose, motion, root, config, rules)
@@ -215,6 +214,12 @@ def clip_rows(
         styles=labels[frames].astype(np.int8),
         source_fps=prepared.source_fps,
     )
+
+
+def _root(pose: Pose, motion: Motion, config: ml_collections.ConfigDict) -> Root:
+    """The root trajectory of ``pose`` (the clip's, or its mirror's) with the config's floor and smoothing."""
+    return compute_root(pose, motion.skeleton, fps=motion.fps, floor_height=float(config.floor_height),
+                        smoothing_frames=int(config.root_smoothing_frames))
 
 
 def _prepared_clip(motion: Motion, config: ml_collections.ConfigDict, where: str | os.PathLike) -> PreparedClip:
@@ -258,10 +263,8 @@ def _features(pose: Pose, motion: Motion, root: Root, styles: np.ndarray,
     parts = [(feats.inputs, feats.outputs, feats.frames, np.zeros(len(feats.frames), bool))]
     if config.mirror:
         mirrored_pose = mirror_pose(pose, motion.skeleton)
-        mirrored_root = compute_root(mirrored_pose, motion.skeleton, fps=motion.fps,
-                                     floor_height=float(config.floor_height),
-                                     smoothing_frames=int(config.root_smoothing_frames))
-        m = clip_features(mirrored_pose, motion.skeleton, mirrored_root, styles, fps=motion.fps, mirrored=True)
+        m = clip_features(mirrored_pose, motion.skeleton, _root(mirrored_pose, motion, config), styles,
+                          fps=motion.fps, mirrored=True)
         parts.append((m.inputs, m.outputs, m.frames, np.ones(len(m.frames), bool)))
     inputs, outputs, frames, mirrored = (np.concatenate(column) for column in zip(*parts))
     return inputs, outputs, frames, mirrored
