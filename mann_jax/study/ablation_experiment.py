@@ -165,15 +165,16 @@ def _per_model_kind(result: abl.Ablation, sl: slice, names: list[str]) -> dict[s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an action never measured: NaN, not a warning
         fail_fraction = np.nanmean(fail, axis=1)  # (C, S)
+    summaries: dict[str, np.ndarray] = {}
+    for key, imp in (("impact_skating_support", imp_sup), ("impact_skating", imp_sk), ("impact_error", imp_err)):
+        summaries[f"{key}_mean"], summaries[f"{key}_std"] = _mean_std(imp)
     models = range(sl.start, sl.stop)
     return {
         "names": names,
         "skating_cm_per_frame": skating, "skating_support_cm_per_frame": skating_support,
         "replay_error_m": error, "action_happens": happens, "action_value": result.action_value[:, sl],
         "impact_skating": imp_sk, "impact_skating_support": imp_sup, "impact_error": imp_err,
-        "impact_skating_support_mean": _mean_std(imp_sup)[0], "impact_skating_support_std": _mean_std(imp_sup)[1],
-        "impact_skating_mean": _mean_std(imp_sk)[0], "impact_skating_std": _mean_std(imp_sk)[1],
-        "impact_error_mean": _mean_std(imp_err)[0], "impact_error_std": _mean_std(imp_err)[1],
+        **summaries,
         "action_fail_fraction": fail_fraction,
         "motion_metrics": [[result.metrics[c][m] for m in models] for c in range(len(result.conditions))],
         "action_checks": [[result.checks[c][m] for m in models] for c in range(len(result.conditions))],
